@@ -1,0 +1,84 @@
+// Command immune watches deploys, compares their KPIs against a baseline
+// with statistical tests, and pulls the revert path when a deploy hurts.
+//
+// Usage:
+//
+//	immune <command> [flags] [args]
+//
+// Run "immune help" for the list of commands.
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"sort"
+)
+
+// Exit codes shared by every subcommand.
+const (
+	exitOK    = 0 // success
+	exitFail  = 1 // ran, and the answer is "no" (invalid rules, failed tests) or an error
+	exitUsage = 2 // the command line or the input files are unusable
+)
+
+// command is one subcommand. run gets the arguments after the command name.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string, stdout, stderr io.Writer) int
+}
+
+// commands is every subcommand, in the order "immune help" lists them.
+var commands = []command{
+	{"compare", "compare two samples with a two-sample test, like R or ministat", runCompare},
+	{"rules", "check and test KPI rule files (rules check, rules test)", runRules},
+	{"version", "print the version", runVersion},
+}
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "dev"
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "help", "-h", "-help", "--help":
+		usage(stdout)
+		return exitOK
+	}
+	for _, c := range commands {
+		if c.name == args[0] {
+			return c.run(args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "immune: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return exitUsage
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "Usage: immune <command> [flags] [args]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	cs := append([]command(nil), commands...)
+	sort.SliceStable(cs, func(i, j int) bool { return cs[i].name < cs[j].name })
+	for _, c := range cs {
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, `Run "immune <command> -h" for a command's flags.`)
+}
+
+func runVersion(args []string, stdout, stderr io.Writer) int {
+	if len(args) != 0 {
+		fmt.Fprintln(stderr, "Usage: immune version")
+		return exitUsage
+	}
+	fmt.Fprintf(stdout, "immune %s\n", version)
+	return exitOK
+}

@@ -1,0 +1,51 @@
+# immune — make help lists the targets.
+
+GO          ?= go
+BIN         ?= bin/immune
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 2m
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: ## build bin/immune
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/immune
+
+.PHONY: demo
+demo: build ## run the demo on embedded defaults (no servers needed)
+	./scripts/demo.sh $(BIN)
+
+.PHONY: test
+test: ## everything: unit, R fixtures, examples, integration tests against real servers (installs them)
+	./scripts/test.sh
+
+.PHONY: test-short
+test-short: ## unit tests only (-short), no servers
+	$(GO) test -short -count=1 ./...
+
+.PHONY: lint
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+.PHONY: bench
+bench: ## statistics and store benchmarks (figures go to docs/performance.md)
+	$(GO) test -run '^$$' -bench . -benchmem ./detector/ ./collector/...
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each
+	./scripts/fuzz.sh $(FUZZTIME)
+
+.PHONY: fixtures
+fixtures: ## regenerate the R fixtures (needs r-base-core)
+	cd detector/testdata && for f in *.R; do echo "Rscript $$f"; Rscript $$f || exit 1; done
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# make test: everything a change must pass, on a fresh machine.
+#  1. installs the servers the integration tests run against (Debian packages),
+#  2. builds, vets, checks the example rule files,
+#  3. runs every test with the race detector, with a real Prometheus started
+#     on loopback for the integration tests (IMMUNE_REQUIRE_SERVERS=1 turns a
+#     missing server into a failure instead of a skip).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/install-deps.sh
+
+echo "== go build"
+go build -o bin/immune ./cmd/immune
+echo "== go vet"
+go vet ./...
+echo "== immune rules check examples/*.yaml"
+./bin/immune rules check examples/*.yaml
+
+echo "== go test -race (with real servers)"
+export IMMUNE_REQUIRE_SERVERS=1
+./scripts/prometheus.sh run -- go test -race -count=1 -timeout 20m ./...

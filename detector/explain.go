@@ -1,0 +1,132 @@
+package detector
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// sentence explains a KPI's verdict in one line, numbers first:
+//
+//	conversion fell 4.1% (95% CI 2.0% to 6.3%) from 0.0312 to 0.0299, p=0.0004 < 0.0025 (Holm, 4 KPIs)
+func sentence(kv KPIVerdict, correction string, n int) string {
+	var b strings.Builder
+	b.WriteString(kv.Name)
+	if kv.Outcome == Inconclusive {
+		b.WriteString(": inconclusive: ")
+		b.WriteString(kv.Reason)
+		return b.String()
+	}
+	what := ""
+	if kv.Test == KSTest {
+		what = " median"
+	}
+	b.WriteString(what)
+	switch {
+	case kv.Effect > 0:
+		b.WriteString(" rose ")
+	case kv.Effect < 0:
+		b.WriteString(" fell ")
+	default:
+		b.WriteString(" did not change")
+	}
+	if kv.Effect != 0 && !math.IsNaN(kv.Effect) {
+		sign := 1.0
+		if kv.Effect < 0 {
+			sign = -1 // a fall: sizes and bounds as positive magnitudes of the fall
+		}
+		lo, hi := sign*kv.EffectLow, sign*kv.EffectHigh
+		size := sign * kv.Effect
+		format := func(x float64) string {
+			if kv.Relative {
+				return formatPercent(100 * x / math.Abs(kv.BaselineLevel))
+			}
+			return formatNumber(x)
+		}
+		if !kv.Relative {
+			b.WriteString("by ")
+		}
+		b.WriteString(format(size))
+		if !math.IsNaN(lo) && !math.IsNaN(hi) {
+			if lo > hi {
+				lo, hi = hi, lo
+			}
+			fmt.Fprintf(&b, " (%s%% CI %s to %s)", formatNumber(100*kv.Confidence), formatBound(lo, format), formatBound(hi, format))
+		}
+	}
+	fmt.Fprintf(&b, " from %s to %s", formatNumber(kv.BaselineLevel), formatNumber(kv.CanaryLevel))
+	p, t := formatPair(kv.PValue, kv.Threshold)
+	cmp := ">"
+	if kv.Significant {
+		cmp = "<"
+		if kv.PValue == kv.Threshold {
+			cmp = "="
+		}
+	}
+	fmt.Fprintf(&b, ", p=%s %s %s", p, cmp, t)
+	if correction != "" {
+		fmt.Fprintf(&b, " (%s, %d KPIs)", correction, n)
+	}
+	switch {
+	case kv.Outcome == Fail && kv.Critical:
+		b.WriteString(": critical")
+	case kv.Outcome == Pass && kv.Reason != "":
+		b.WriteString(": ")
+		b.WriteString(kv.Reason)
+	}
+	return b.String()
+}
+
+func formatBound(x float64, format func(float64) string) string {
+	if math.IsInf(x, 1) {
+		return "∞"
+	}
+	if math.IsInf(x, -1) {
+		return "-∞"
+	}
+	return format(x)
+}
+
+// formatPercent formats x, already in percent, with the digits it needs.
+func formatPercent(x float64) string {
+	a := math.Abs(x)
+	switch {
+	case a == 0:
+		return "0%"
+	case a >= 10:
+		return strconv.FormatFloat(x, 'f', 0, 64) + "%"
+	case a >= 0.1:
+		return strconv.FormatFloat(x, 'f', 1, 64) + "%"
+	default:
+		return strconv.FormatFloat(x, 'g', 2, 64) + "%"
+	}
+}
+
+// formatNumber formats x with four significant digits.
+func formatNumber(x float64) string {
+	if math.IsNaN(x) {
+		return "NaN"
+	}
+	return strconv.FormatFloat(x, 'g', 4, 64)
+}
+
+// formatP formats a p-value or threshold with d significant digits.
+func formatP(p float64, d int) string {
+	if p != 0 && p < 1e-4 {
+		return strconv.FormatFloat(p, 'e', d-1, 64)
+	}
+	return strconv.FormatFloat(p, 'g', d, 64)
+}
+
+// formatPair formats a p-value and its threshold with two significant
+// digits, or more where two would make different numbers read the same.
+func formatPair(p, t float64) (string, string) {
+	for d := 2; d < 17; d++ {
+		ps, ts := formatP(p, d), formatP(t, d)
+		if ps != ts || p == t {
+			return ps, ts
+		}
+	}
+	return formatP(p, 17), formatP(t, 17)
+}

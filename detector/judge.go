@@ -1,0 +1,420 @@
+package detector
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+// Outcome is the verdict on a KPI or on a deploy.
+type Outcome int
+
+const (
+	// Inconclusive: too little data to tell. Never a pass. It is the zero
+	// value, so an Outcome nobody set is not a pass either.
+	Inconclusive Outcome = iota
+	Pass
+	Fail
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Pass:
+		return "pass"
+	case Fail:
+		return "fail"
+	case Inconclusive:
+		return "inconclusive"
+	}
+	return fmt.Sprintf("Outcome(%d)", int(o))
+}
+
+// MarshalText writes pass, fail or inconclusive.
+func (o Outcome) MarshalText() ([]byte, error) { return []byte(o.String()), nil }
+
+// UnmarshalText reads pass, fail or inconclusive.
+func (o *Outcome) UnmarshalText(b []byte) error {
+	for _, c := range []Outcome{Pass, Fail, Inconclusive} {
+		if c.String() == string(b) {
+			*o = c
+			return nil
+		}
+	}
+	return fmt.Errorf("verdict %q: must be one of pass, fail, inconclusive", b)
+}
+
+// JudgeOptions set the error budget of a deploy.
+type JudgeOptions struct {
+	// Alpha is the most the deploy may risk being failed while harmless,
+	// over all its KPIs together (family-wise). In (0, 0.5].
+	Alpha float64
+	// Confidence is the level of the intervals shown in explanations.
+	// Zero means 0.95.
+	Confidence float64
+	// FailWeight is the total weight of failing KPIs that fails a deploy;
+	// critical KPIs fail it alone. Zero means 1: with default weights,
+	// any failing KPI fails the deploy.
+	FailWeight float64
+}
+
+// KPIVerdict is the judgement of one KPI, with the numbers behind it.
+type KPIVerdict struct {
+	Name     string
+	Outcome  Outcome
+	Critical bool
+	Weight   float64
+	Bad      Direction
+	// Test is the test that decided (after auto), Alternative its
+	// alternative (the bad direction).
+	Test        TestKind
+	Alternative Alternative
+	// Decision is the decision test's result; nil when it could not run.
+	Decision *Result
+	// PValue is the decision test's p-value (NaN when it could not run),
+	// Threshold what it had to be at most to count (weighted Holm), and
+	// Significant whether it was.
+	PValue      float64
+	Threshold   float64
+	Significant bool
+	// BaselineLevel and CanaryLevel are the medians (rank tests), means
+	// (Welch) or proportions of the two samples.
+	BaselineLevel, CanaryLevel float64
+	// Effect is the change, canary − baseline (Hodges-Lehmann shift,
+	// difference in means or in proportions; difference in medians for
+	// ks), with its two-sided interval at Confidence (NaN where the test
+	// has none). Relative is true when the effects below are also given as
+	// fractions of |BaselineLevel|.
+	Effect, EffectLow, EffectHigh float64
+	Confidence                    float64
+	Relative                      bool
+	RelEffect, RelLow, RelHigh    float64
+	MinEffect                     MinEffect
+	// Reason says, in words, why the outcome is what it is.
+	Reason string
+	// Sentence is the explanation in one line, numbers included.
+	Sentence string
+}
+
+// Verdict is the judgement of a deploy.
+type Verdict struct {
+	Outcome Outcome
+	// Reason is the verdict in one sentence.
+	Reason string
+	KPIs   []KPIVerdict
+	Alpha  float64
+	// Correction names the family-wise control: "Holm" or
+	// "weighted Holm"; empty for a single KPI.
+	Correction    string
+	FailingWeight float64
+	FailWeight    float64
+}
+
+// Explanation is the verdict's reason followed by one sentence per KPI,
+// failing KPIs first.
+func (v Verdict) Explanation() []string {
+	lines := []string{v.Reason}
+	for _, o := range []Outcome{Fail, Inconclusive, Pass} {
+		for _, k := range v.KPIs {
+			if k.Outcome == o {
+				lines = append(lines, k.Sentence)
+			}
+		}
+	}
+	return lines
+}
+
+// ErrNoKPIs: a deploy needs at least one KPI to be judged.
+var ErrNoKPIs = errors.New("no kpis to judge")
+
+// Judge decides a deploy from its KPIs.
+//
+// Each KPI is tested in its bad direction (one-sided for increase and
+// decrease, so a change in the harmless direction never fails). The
+// p-values are compared with weighted Holm thresholds, so the chance of
+// failing a harmless deploy stays at most Alpha however many KPIs it has.
+// A KPI fails when it is significant and its effect is at least its
+// MinEffect. The deploy fails when a critical KPI fails or the failing
+// weight reaches FailWeight; otherwise it is inconclusive when any KPI
+// could not be judged, and passes only when every KPI was.
+//
+// The error is for invalid options or KPI definitions, never for data:
+// a KPI whose data cannot be tested is inconclusive, with the reason.
+func Judge(kpis []KPI, opt JudgeOptions) (Verdict, error) {
+	if len(kpis) == 0 {
+		return Verdict{}, ErrNoKPIs
+	}
+	if !(opt.Alpha > 0 && opt.Alpha <= 0.5) {
+		return Verdict{}, fmt.Errorf("%w: alpha %v must be in (0, 0.5]", ErrInvalidOption, opt.Alpha)
+	}
+	conf, err := Options{Confidence: opt.Confidence}.confidence()
+	if err != nil {
+		return Verdict{}, err
+	}
+	failWeight := opt.FailWeight
+	if failWeight == 0 {
+		failWeight = 1
+	}
+	if !(failWeight > 0) || math.IsInf(failWeight, 0) {
+		return Verdict{}, fmt.Errorf("%w: fail weight %v must be positive", ErrInvalidOption, opt.FailWeight)
+	}
+	seen := map[string]bool{}
+	for _, k := range kpis {
+		if seen[k.Name] {
+			return Verdict{}, fmt.Errorf("%w: kpi %q appears twice", ErrInvalidOption, k.Name)
+		}
+		seen[k.Name] = true
+		if k.Bad < Increase || k.Bad > Either {
+			return Verdict{}, fmt.Errorf("%w: kpi %q: bad direction not set", ErrInvalidOption, k.Name)
+		}
+		if w := k.weight(); !(w > 0) || math.IsInf(w, 0) {
+			return Verdict{}, fmt.Errorf("%w: kpi %q: weight %v must be positive", ErrInvalidOption, k.Name, k.Weight)
+		}
+		if m := k.MinEffect.Value; !(m >= 0) || math.IsInf(m, 0) {
+			return Verdict{}, fmt.Errorf("%w: kpi %q: min effect %v must be a non-negative number", ErrInvalidOption, k.Name, m)
+		}
+		if _, err := k.testKind(); err != nil {
+			return Verdict{}, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+		}
+	}
+
+	v := Verdict{Alpha: opt.Alpha, FailWeight: failWeight, KPIs: make([]KPIVerdict, len(kpis))}
+	for i, k := range kpis {
+		v.KPIs[i] = evaluate(k, conf)
+	}
+	v.Correction = holm(v.KPIs, opt.Alpha)
+	for i := range v.KPIs {
+		decide(&v.KPIs[i])
+		v.KPIs[i].Sentence = sentence(v.KPIs[i], v.Correction, len(kpis))
+	}
+	summarize(&v)
+	return v, nil
+}
+
+// evaluate runs the KPI's decision test and the two-sided test behind the
+// interval it is explained with.
+func evaluate(k KPI, conf float64) KPIVerdict {
+	t, _ := k.testKind() // checked by Judge
+	kv := KPIVerdict{
+		Name: k.Name, Critical: k.Critical, Weight: k.weight(), Bad: k.Bad,
+		Test: t, Alternative: alternative(t, k.Bad), MinEffect: k.MinEffect,
+		PValue: math.NaN(), Threshold: math.NaN(), Confidence: conf,
+		Effect: math.NaN(), EffectLow: math.NaN(), EffectHigh: math.NaN(),
+		RelEffect: math.NaN(), RelLow: math.NaN(), RelHigh: math.NaN(),
+	}
+	kv.BaselineLevel, kv.CanaryLevel = k.levels(t)
+
+	res, err := k.runTest(t, Options{Alternative: kv.Alternative, Confidence: conf})
+	if err != nil {
+		if errors.Is(err, ErrConstant) && sameConstant(k) {
+			// Both samples hold one and the same value: nothing changed,
+			// though no test statistic is defined.
+			kv.PValue, kv.Effect = 1, 0
+			kv.Reason = "no change: canary and baseline hold the same constant value"
+			kv.setRelative()
+			return kv
+		}
+		kv.Reason = err.Error()
+		return kv
+	}
+	kv.Decision = &res
+	kv.PValue = res.PValue
+
+	if t == KSTest {
+		kv.Effect = kv.CanaryLevel - kv.BaselineLevel
+	} else {
+		two := res
+		if kv.Alternative != TwoSided || res.Confidence != conf {
+			if r, err := k.runTest(t, Options{Alternative: TwoSided, Confidence: conf}); err == nil {
+				two = r
+			}
+		}
+		kv.Effect, kv.EffectLow, kv.EffectHigh = two.Estimate, two.CILow, two.CIHigh
+		kv.Confidence = two.Confidence
+	}
+	kv.setRelative()
+	return kv
+}
+
+func (kv *KPIVerdict) setRelative() {
+	b := math.Abs(kv.BaselineLevel)
+	if b == 0 || math.IsNaN(b) || math.IsInf(b, 0) {
+		return
+	}
+	kv.Relative = true
+	kv.RelEffect, kv.RelLow, kv.RelHigh = kv.Effect/b, kv.EffectLow/b, kv.EffectHigh/b
+}
+
+func sameConstant(k KPI) bool {
+	if k.HasCounts {
+		// No event on either side (or nothing but events): the rates are
+		// equal only when both are 0 or both 1.
+		return proportionOf(k.CanaryCounts) == proportionOf(k.BaselineCounts)
+	}
+	if len(k.Canary) == 0 || len(k.Baseline) == 0 {
+		return false
+	}
+	c := k.Canary[0]
+	for _, xs := range [][]float64{k.Canary, k.Baseline} {
+		for _, x := range xs {
+			if x != c {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// holm sets Threshold and Significant on every KPI by the weighted Holm
+// procedure (Holm 1979): KPIs are taken in increasing order of p/w; at each
+// step the KPI's threshold is alpha·w over the weight still in play, and
+// the procedure stops at the first KPI above its threshold. KPIs without a
+// p-value stay in play with p = 1, which only makes it stricter. It
+// returns the name of the correction.
+func holm(kv []KPIVerdict, alpha float64) string {
+	order := make([]int, len(kv))
+	total := 0.0
+	equal := true
+	for i := range kv {
+		order[i] = i
+		total += kv[i].Weight
+		if kv[i].Weight != kv[0].Weight {
+			equal = false
+		}
+	}
+	p := func(i int) float64 {
+		if math.IsNaN(kv[i].PValue) {
+			return 1
+		}
+		return kv[i].PValue
+	}
+	sort.SliceStable(order, func(a, b int) bool {
+		return p(order[a])/kv[order[a]].Weight < p(order[b])/kv[order[b]].Weight
+	})
+	remaining := total
+	stopped := false
+	for _, i := range order {
+		kv[i].Threshold = math.Min(alpha, alpha*kv[i].Weight/remaining)
+		if !stopped && !math.IsNaN(kv[i].PValue) && kv[i].PValue <= kv[i].Threshold {
+			kv[i].Significant = true
+		} else {
+			stopped = true
+		}
+		remaining -= kv[i].Weight
+	}
+	switch {
+	case len(kv) == 1:
+		return ""
+	case equal:
+		return "Holm"
+	default:
+		return "weighted Holm"
+	}
+}
+
+// decide sets the KPI's outcome and reason.
+func decide(kv *KPIVerdict) {
+	switch {
+	case math.IsNaN(kv.PValue):
+		kv.Outcome = Inconclusive
+	case !kv.Significant:
+		kv.Outcome = Pass
+		switch {
+		case kv.Reason != "":
+		case kv.Bad != Either && !math.IsNaN(kv.Effect) && kv.Effect != 0 && !harmful(kv):
+			kv.Reason = "change in the harmless direction"
+		default:
+			kv.Reason = "no significant change"
+		}
+	case kv.Bad == Either || harmful(kv):
+		if small, why := belowMinEffect(kv); small {
+			kv.Outcome = Pass
+			kv.Reason = why
+			return
+		}
+		kv.Outcome = Fail
+		kv.Reason = "significant change in the bad direction"
+	default:
+		// A one-sided test only rejects towards the bad direction; this
+		// is reached only if the estimate disagrees with the ranks.
+		kv.Outcome = Pass
+		kv.Reason = "change in the harmless direction"
+	}
+}
+
+func harmful(kv *KPIVerdict) bool {
+	if math.IsNaN(kv.Effect) {
+		return true // the one-sided test said so; no estimate to doubt it
+	}
+	if kv.Bad == Increase {
+		return kv.Effect >= 0
+	}
+	return kv.Effect <= 0
+}
+
+func belowMinEffect(kv *KPIVerdict) (bool, string) {
+	m := kv.MinEffect
+	if m.Value == 0 || math.IsNaN(kv.Effect) {
+		return false, ""
+	}
+	size := math.Abs(kv.Effect)
+	if m.Relative {
+		if !kv.Relative {
+			return false, ""
+		}
+		size = math.Abs(kv.RelEffect)
+	}
+	if size < m.Value {
+		return true, "significant, but smaller than min_effect " + m.String()
+	}
+	return false, ""
+}
+
+// summarize sets the deploy's outcome and reason from its KPIs.
+func summarize(v *Verdict) {
+	var failing, critical, inconclusive []string
+	for _, k := range v.KPIs {
+		switch k.Outcome {
+		case Fail:
+			v.FailingWeight += k.Weight
+			failing = append(failing, k.Name)
+			if k.Critical {
+				critical = append(critical, k.Name)
+			}
+		case Inconclusive:
+			inconclusive = append(inconclusive, k.Name)
+		}
+	}
+	n := len(v.KPIs)
+	switch {
+	case len(critical) > 0:
+		v.Outcome = Fail
+		v.Reason = fmt.Sprintf("fail: critical %s %s", plural(len(critical), "KPI", "KPIs"), quoteList(critical))
+		if len(failing) > len(critical) {
+			v.Reason += fmt.Sprintf(" (%d of %d KPIs failing)", len(failing), n)
+		}
+	case len(failing) > 0 && v.FailingWeight >= v.FailWeight-1e-12:
+		v.Outcome = Fail
+		v.Reason = fmt.Sprintf("fail: %d of %d KPIs failing: %s", len(failing), n, quoteList(failing))
+	case len(inconclusive) > 0:
+		v.Outcome = Inconclusive
+		v.Reason = fmt.Sprintf("inconclusive: %d of %d KPIs could not be judged: %s", len(inconclusive), n, quoteList(inconclusive))
+	case len(failing) > 0:
+		v.Outcome = Pass
+		v.Reason = fmt.Sprintf("pass: %s failing with weight %s, below the %s that fails a deploy",
+			quoteList(failing), formatNumber(v.FailingWeight), formatNumber(v.FailWeight))
+	default:
+		v.Outcome = Pass
+		v.Reason = fmt.Sprintf("pass: none of %d %s changed for the worse", n, plural(n, "KPI", "KPIs"))
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func quoteList(names []string) string { return strings.Join(names, ", ") }

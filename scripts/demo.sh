@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# make demo: what immune does with a deploy's numbers, on embedded example
+# data, no servers needed. (The live demo with a simulated fleet replaces
+# this when `immune demo` lands.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-bin/immune}
+ex=examples/compare
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+
+echo "A deploy of checkout: its p99 latency and its errors, two hours before"
+echo "(baseline) against the first half hour after (canary)."
+step "$bin" compare --test mann-whitney $ex/latency-baseline.txt $ex/latency-canary.txt
+step "$bin" compare --test mann-whitney --alternative greater --format json $ex/latency-baseline.txt $ex/latency-canary.txt
+step "$bin" compare --test proportion --alternative greater $ex/errors-baseline.txt $ex/errors-canary.txt
+echo
+echo "The rule files a team writes for its service, checked like promtool checks Prometheus rules:"
+step "$bin" rules check examples/checkout.yaml examples/api-gateway.yaml

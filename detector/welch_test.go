@@ -126,6 +126,10 @@ const (
 // rrefDeviation records the largest deviations from R seen by a test, so
 // that the test's log says how close the port is.
 type rrefDeviation struct {
+	// absFloor, when set, also accepts numbers within it absolutely
+	// (for statistics that R computes with rounding error around zero).
+	absFloor float64
+
 	p, rel float64
 	pAt    string
 	relAt  string
@@ -178,7 +182,11 @@ func (d *rrefDeviation) check(t *testing.T, where string, got Result, want rrefW
 		{"ci low", got.CILow, want.ciLo},
 		{"ci high", got.CIHigh, want.ciHi},
 	} {
-		if r := rrefRelDiff(v.got, v.want); !(r <= rrefRel) {
+		r := rrefRelDiff(v.got, v.want)
+		if math.Abs(v.got-v.want) <= d.absFloor {
+			continue
+		}
+		if !(r <= rrefRel) {
 			t.Errorf("%s = %.17g, want %.17g (relative diff %.3g)", v.name, v.got, v.want, r)
 		} else if r > d.rel {
 			d.rel, d.relAt = r, where+" "+v.name

@@ -60,7 +60,7 @@ func TestKSErrors(t *testing.T) {
 // TestKSExactSmallP checks that the exact p-value keeps its precision
 // far below R's 1 − P(D < d): with the samples completely apart, only the
 // two paths along the edges reach D = 1 (one for a one-sided test), out of
-// ksChoose(m+n, m).
+// choose(m+n, m).
 func TestKSExactSmallP(t *testing.T) {
 	tests := []struct {
 		m, n int

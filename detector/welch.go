@@ -91,11 +91,12 @@ func Welch(canary, baseline []float64, opt Options) (Result, error) {
 // magnitude in xs and ys near 1 when it is outside [2^-400, 2^400].
 func welchScale(xs, ys []float64) float64 {
 	m := 0.0
-	for _, x := range xs {
-		m = math.Max(m, math.Abs(x))
-	}
-	for _, y := range ys {
-		m = math.Max(m, math.Abs(y))
+	for _, v := range [2][]float64{xs, ys} {
+		for _, x := range v {
+			if a := math.Abs(x); a > m {
+				m = a
+			}
+		}
 	}
 	if m == 0 || (m >= 0x1p-400 && m <= 0x1p400) {
 		return 1

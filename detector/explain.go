@@ -119,11 +119,12 @@ func formatP(p float64, d int) string {
 	return strconv.FormatFloat(p, 'g', d, 64)
 }
 
-// formatPair formats a p-value and its threshold with two significant
-// digits, or more where two would make different numbers read the same.
+// formatPair formats a p-value with two significant digits and its
+// threshold with three, or both with more where that would make different
+// numbers read the same.
 func formatPair(p, t float64) (string, string) {
 	for d := 2; d < 17; d++ {
-		ps, ts := formatP(p, d), formatP(t, d)
+		ps, ts := formatP(p, d), formatP(t, d+1)
 		if ps != ts || p == t {
 			return ps, ts
 		}

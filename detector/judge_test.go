@@ -51,7 +51,7 @@ func TestJudgeSingleKPI(t *testing.T) {
 		{"ks harmless", KPI{Name: "x", Bad: Increase, Test: KSTest, Canary: lower, Baseline: base}, Pass,
 			"change in the harmless direction", nil},
 		{"no canary data", KPI{Name: "x", Bad: Decrease, Canary: nil, Baseline: base}, Inconclusive,
-			"too few samples", []string{"x: inconclusive: too few samples"}},
+			"mann-whitney: too few samples", []string{"x: inconclusive: mann-whitney: too few samples"}},
 		{"same constant", KPI{Name: "x", Bad: Decrease, Test: WelchTest, Canary: []float64{3, 3, 3}, Baseline: []float64{3, 3}}, Pass,
 			"no change", nil},
 		{"errors up", KPI{Name: "errors", Bad: Increase, HasCounts: true,
@@ -240,6 +240,8 @@ func TestFormatPair(t *testing.T) {
 		{0.0004, 0.0025, "0.0004", "0.0025"},
 		{0.21, 0.0125, "0.21", "0.0125"},
 		{0.00251, 0.0025, "0.00251", "0.0025"},
+		{0.002501, 0.0025, "0.002501", "0.0025"},
+		{0.0033, 0.01 / 3, "0.0033", "0.00333"},
 		{4.2e-7, 0.01, "4.2e-07", "0.01"},
 		{1, 0.05, "1", "0.05"},
 	}

@@ -214,8 +214,8 @@ func printCompareText(w io.Writer, r detector.Result, files []string, baseline, 
 		fmt.Fprintf(w, "%s (canary − baseline): %s", r.EstimateName, num(r.Estimate))
 		fmt.Fprintf(w, ", %s%% CI %s to %s\n", num(100*r.Confidence), bound(r.CILow), bound(r.CIHigh))
 		if ref := reference(r, baseline, bc); ref != 0 && !math.IsNaN(ref) {
-			fmt.Fprintf(w, "relative to the baseline %s: %s, CI %s to %s\n", referenceName(r),
-				pct(r.Estimate/math.Abs(ref)), pctBound(r.CILow/math.Abs(ref)), pctBound(r.CIHigh/math.Abs(ref)))
+			fmt.Fprintf(w, "relative to the baseline %s: %s, %s%% CI %s to %s\n", referenceName(r), pct(r.Estimate/math.Abs(ref)), num(100*r.Confidence),
+				pctBound(r.CILow/math.Abs(ref)), pctBound(r.CIHigh/math.Abs(ref)))
 		}
 	}
 	stat := fmt.Sprintf("%s = %s", r.StatisticName, num(r.Statistic))

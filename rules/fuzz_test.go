@@ -22,6 +22,19 @@ func FuzzParse(f *testing.F) {
 			f.Add(data)
 		}
 	}
+	// Odd shapes, run as plain tests too (go test without -fuzz).
+	for _, s := range []string{
+		"", "---", "--- |\n  x\n", "~", "[]", "{}", "- - -", "? [a]\n: b\n", "service: !!binary aGk=\n",
+		strings.Repeat("[", 10001), strings.Repeat("a: &a [*a, *a]\n", 3),
+		"a: &a [x]\nb: &b [*a, *a, *a]\nc: &c [*b, *b, *b]\nkpis: [*c, *c]\n",
+		"service: s\nkpis:\n- name: k\n  query: \"\\u00e9(\"\n  bad: increase\n",
+		"service: s\nkpis:\n- name: k\n  query: |2-\n     sum(\n  bad: increase\n",
+		"service: s\r\nkpis:\r\n- name: k\r\n  query: sum(x)\r\n    / sum(y\r\n  bad: increase\r\n",
+		"\ufeffservice: s\nkpis: [{name: k, query: 'sum(x', bad: increase}]\n",
+		"service: s\nanalysis: {baseline: concurrent}\nselectors: {canary: '{a=\"$version\"}', baseline: '{a=~\"[$version\"}'}\nkpis: [{name: k, query: sum(x), bad: increase}]\n",
+	} {
+		f.Add([]byte(s))
+	}
 	vars := Vars{Service: "s", Version: "v2", PreviousVersion: "v1", Deploy: "d"}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, errs := Parse("fuzz.yaml", data)

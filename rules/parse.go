@@ -121,18 +121,26 @@ func (p *fileParser) parse() *File {
 		}
 		return nil
 	}
-	var next yaml.Node
-	switch err := decode(dec, &next); {
-	case err == io.EOF:
-	case err != nil:
-		p.yamlError(err)
-		return nil
-	default:
+	// More documents: an error, unless empty (a trailing ---).
+	for {
+		var next yaml.Node
+		err := decode(dec, &next)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			p.yamlError(err)
+			return nil
+		}
+		if len(next.Content) == 1 && next.Content[0].Kind == yaml.ScalarNode && next.Content[0].Tag == "!!null" && next.Content[0].Value == "" {
+			continue
+		}
 		line, col := next.Line, next.Column
 		if len(next.Content) > 0 {
 			line, col = next.Content[0].Line, next.Content[0].Column
 		}
 		p.errorAt(line, col, scope{}, "", "more than one YAML document: a rule file holds one")
+		break
 	}
 	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
 		p.errorAt(0, 0, scope{}, "", "empty rule file: want a mapping with service and kpis")

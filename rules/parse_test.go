@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -284,6 +285,30 @@ func TestMinEffectString(t *testing.T) {
 	} {
 		if got := tt.m.String(); got != tt.want {
 			t.Errorf("%+v: got %q, want %q", tt.m, got, tt.want)
+		}
+	}
+}
+
+// TestDocExamples parses every yaml block of docs/rules.md: the reference
+// shows only files that pass.
+func TestDocExamples(t *testing.T) {
+	data, err := os.ReadFile("../docs/rules.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks := strings.Split(string(data), "```yaml\n")[1:]
+	if len(blocks) < 3 {
+		t.Fatalf("%d yaml blocks in docs/rules.md, want at least 3", len(blocks))
+	}
+	for i, b := range blocks {
+		end := strings.Index(b, "```")
+		if end < 0 {
+			t.Fatalf("block %d is not closed", i)
+		}
+		if _, errs := Parse(fmt.Sprintf("docs/rules.md block %d", i), []byte(b[:end])); len(errs) > 0 {
+			for _, err := range errs {
+				t.Error(err)
+			}
 		}
 	}
 }

@@ -57,6 +57,9 @@ func (p *fileParser) checkQuery(q string, n *yaml.Node, s scope, field string, s
 	expr, err := parseExpr(q)
 	if err != nil {
 		off, msg := firstParseErr(err)
+		if strings.Contains(msg, "'$'") {
+			msg += " (placeholders such as $version belong in selectors; Grafana variables such as $__rate_interval are not PromQL)"
+		}
 		line, col := p.valuePos(n, q, off)
 		p.errorAt(line, col, s, field, "invalid PromQL: %s", msg)
 		return false

@@ -180,9 +180,13 @@ const (
 	// AutoTest chooses: ProportionTest for events/trials KPIs,
 	// MannWhitneyTest otherwise.
 	AutoTest TestKind = iota
+	// MannWhitneyTest compares ranks (effect: the Hodges-Lehmann shift).
 	MannWhitneyTest
+	// WelchTest compares means (Welch's t-test).
 	WelchTest
+	// KSTest compares distributions (Kolmogorov-Smirnov).
 	KSTest
+	// ProportionTest compares events/trials proportions.
 	ProportionTest
 )
 
@@ -191,7 +195,9 @@ const (
 type Kind int
 
 const (
+	// KindBusiness: what the product is for (conversion, revenue).
 	KindBusiness Kind = iota
+	// KindSystem: health of the system (latency, errors, saturation).
 	KindSystem
 )
 

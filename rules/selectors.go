@@ -102,11 +102,15 @@ type Queries struct {
 // concurrent baseline, the role's selectors (placeholders replaced by
 // vars) are injected into every vector selector of each query; with the
 // other baselines the queries are returned as written, the same for both
-// roles, since the roles then differ in time range only.
+// roles, since the roles then differ in time range only. An empty
+// vars.Service stands for the file's service.
 func (f *File) Queries(k *KPI, role Role, vars Vars) (Queries, error) {
 	q := Queries{Query: k.Query, Events: k.Events, Trials: k.Trials}
 	if f.Selectors == nil {
 		return q, nil
+	}
+	if vars.Service == "" {
+		vars.Service = f.Service
 	}
 	ms, err := f.Selectors.Matchers(role, vars)
 	if err != nil {

@@ -128,6 +128,11 @@ func TestQueries(t *testing.T) {
 	if got != want {
 		t.Errorf("baseline:\ngot  %+v\nwant %+v", got, want)
 	}
+	// $service defaults to the file's service.
+	got, err = f.Queries(f.KPI("errors"), RoleCanary, Vars{Version: "v2"})
+	if err != nil || got.Trials != `sum(rate(http_requests_total{service="api-gateway",version="v2"}[1m]))` {
+		t.Errorf("default service: got %+v, %v", got, err)
+	}
 	if _, err := f.Queries(f.KPI("latency"), RoleBaseline, Vars{Service: "x", Version: "v2"}); !errors.Is(err, ErrPlaceholder) {
 		t.Errorf("missing previous version: got %v", err)
 	}

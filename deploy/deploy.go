@@ -15,14 +15,3 @@ type Deploy struct {
 	// "before" baseline and the start of the analysis window.
 	Time time.Time
 }
-
-// Vars are the placeholders of selector templates: $deploy, $service,
-// $version and $previous_version.
-func (d Deploy) Vars() map[string]string {
-	return map[string]string{
-		"deploy":           d.ID,
-		"service":          d.Service,
-		"version":          d.Version,
-		"previous_version": d.PreviousVersion,
-	}
-}

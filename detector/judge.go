@@ -203,6 +203,11 @@ func evaluate(k KPI, conf float64) KPIVerdict {
 		Effect: math.NaN(), EffectLow: math.NaN(), EffectHigh: math.NaN(),
 		RelEffect: math.NaN(), RelLow: math.NaN(), RelHigh: math.NaN(),
 	}
+	if k.Missing != "" {
+		kv.BaselineLevel, kv.CanaryLevel = math.NaN(), math.NaN()
+		kv.Reason = k.Missing
+		return kv
+	}
 	kv.BaselineLevel, kv.CanaryLevel = k.levels(t)
 
 	res, err := k.runTest(t, Options{Alternative: kv.Alternative, Confidence: conf})

@@ -107,6 +107,11 @@ type KPI struct {
 	// CanaryCounts and BaselineCounts.
 	HasCounts                    bool
 	CanaryCounts, BaselineCounts Counts
+
+	// Missing, when set, says why the KPI's data could not be had (the
+	// query failed, returned nothing, or more than one series); the KPI is
+	// then inconclusive with that reason and no test runs.
+	Missing string
 }
 
 func (k KPI) weight() float64 {

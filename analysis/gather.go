@@ -1,0 +1,192 @@
+// Package analysis is the lifecycle of a deploy's analysis: it turns a rule
+// file's KPIs into the canary's and the baseline's numbers through a
+// collector.Source, judges them with the detector at every step of the
+// deploy's window, and stops at the first failure. It is the only package
+// that wires the others together, and it takes the time as a parameter:
+// it never reads a clock.
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/immune-project/immune/collector"
+	"github.com/immune-project/immune/deploy"
+	"github.com/immune-project/immune/detector"
+	"github.com/immune-project/immune/rules"
+)
+
+// Span is a range of evaluation instants: From, From+Step, … up to To.
+type Span struct {
+	From, To time.Time
+}
+
+// Spans returns the evaluation instants of the canary and of the baseline
+// when the deploy is judged at time at.
+//
+// The canary is evaluated at deploy+step, deploy+2·step, … up to at: each
+// instant sees the data up to it, so the first one covers the first step
+// after the deploy and none covers data after at. The baseline depends on
+// the rule file's analysis.baseline:
+//
+//   - before: the lookback before the deploy, evaluated at deploy,
+//     deploy−step, … (lookback/step instants, none after the deploy);
+//   - concurrent: the canary's instants, through the baseline selectors;
+//   - seasonal: the canary's instants shifted back by one season, two
+//     seasons, … (analysis.seasons spans).
+func Spans(a rules.Analysis, deployed, at time.Time) (canary Span, baseline []Span) {
+	canary = Span{From: deployed.Add(a.Step), To: at}
+	switch a.Baseline {
+	case rules.BaselineConcurrent:
+		baseline = []Span{canary}
+	case rules.BaselineSeasonal:
+		for s := 1; s <= a.Seasons; s++ {
+			back := -time.Duration(s) * a.Season
+			baseline = append(baseline, Span{From: canary.From.Add(back), To: canary.To.Add(back)})
+		}
+	default:
+		n := a.Lookback / a.Step
+		baseline = []Span{{From: deployed.Add(-(n - 1) * a.Step), To: deployed}}
+	}
+	return canary, baseline
+}
+
+// Gather evaluates every KPI of f for deploy d as it stands at time at,
+// using no data after at, and returns them ready for detector.Judge. A KPI
+// whose data cannot be had (the source failed, the query returned no
+// series or several) comes back with Missing set, so that it is judged
+// inconclusive with the reason: never a pass, never a fail. The error is
+// for a cancelled ctx only.
+func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, at time.Time) ([]detector.KPI, error) {
+	canary, baseline := Spans(f.Analysis, d.Time, at)
+	vars := rules.Vars{Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion, Deploy: d.ID}
+	if vars.Service == "" {
+		vars.Service = f.Service
+	}
+	kpis := make([]detector.KPI, 0, len(f.KPIs))
+	for i := range f.KPIs {
+		rk := &f.KPIs[i]
+		k := kpiSpec(rk)
+		err := gatherKPI(ctx, src, f, rk, vars, f.Analysis.Step, canary, baseline, &k)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			k.Missing = err.Error()
+		}
+		kpis = append(kpis, k)
+	}
+	return kpis, nil
+}
+
+// kpiSpec maps a rule file KPI onto the detector's, data aside.
+func kpiSpec(rk *rules.KPI) detector.KPI {
+	k := detector.KPI{
+		Name:      rk.Name,
+		Critical:  rk.Critical,
+		Weight:    rk.Weight,
+		HasCounts: rk.IsRatio(),
+		MinEffect: detector.MinEffect{Value: rk.MinEffect.Value, Relative: rk.MinEffect.Relative},
+	}
+	switch rk.Bad {
+	case rules.Increase:
+		k.Bad = detector.Increase
+	case rules.Decrease:
+		k.Bad = detector.Decrease
+	case rules.Either:
+		k.Bad = detector.Either
+	}
+	switch rk.Test {
+	case rules.MannWhitneyTest:
+		k.Test = detector.MannWhitneyTest
+	case rules.WelchTest:
+		k.Test = detector.WelchTest
+	case rules.KSTest:
+		k.Test = detector.KSTest
+	case rules.ProportionTest:
+		k.Test = detector.ProportionTest
+	default:
+		k.Test = detector.Auto
+	}
+	return k
+}
+
+func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars,
+	step time.Duration, canary Span, baseline []Span, k *detector.KPI) error {
+	if canary.To.Before(canary.From) {
+		return errors.New("no canary data yet: the first evaluation is one step after the deploy")
+	}
+	cq, err := f.Queries(rk, rules.RoleCanary, vars)
+	if err != nil {
+		return err
+	}
+	bq, err := f.Queries(rk, rules.RoleBaseline, vars)
+	if err != nil {
+		return err
+	}
+	if !rk.IsRatio() {
+		if k.Canary, err = values(ctx, src, cq.Query, step, "canary", canary); err != nil {
+			return err
+		}
+		k.Baseline, err = values(ctx, src, bq.Query, step, "baseline", baseline...)
+		return err
+	}
+	for _, side := range []struct {
+		name   string
+		q      rules.Queries
+		spans  []Span
+		counts *detector.Counts
+	}{{"canary", cq, []Span{canary}, &k.CanaryCounts}, {"baseline", bq, baseline, &k.BaselineCounts}} {
+		ev, err := values(ctx, src, side.q.Events, step, side.name+" events", side.spans...)
+		if err != nil {
+			return err
+		}
+		tr, err := values(ctx, src, side.q.Trials, step, side.name+" trials", side.spans...)
+		if err != nil {
+			return err
+		}
+		side.counts.Events, side.counts.Trials = sum(ev), sum(tr)
+	}
+	return nil
+}
+
+// values evaluates query over the spans and returns the values of its one
+// series. No series, or more than one, is an error that says so.
+func values(ctx context.Context, src collector.Source, query string, step time.Duration, what string, spans ...Span) ([]float64, error) {
+	var out []float64
+	for _, s := range spans {
+		m, _, err := src.QueryRange(ctx, query, s.From, s.To, step)
+		if err != nil {
+			return nil, fmt.Errorf("%s query: %w", what, err)
+		}
+		switch len(m) {
+		case 0:
+			return nil, fmt.Errorf("no %s data: the query returned no series from %s to %s",
+				what, s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339))
+		case 1:
+		default:
+			return nil, fmt.Errorf("%s query returned %d series (%s, …): aggregate it to one, with sum() or avg()",
+				what, len(m), m[0].Labels)
+		}
+		for _, p := range m[0].Samples {
+			if !math.IsNaN(p.V) && !math.IsInf(p.V, 0) {
+				out = append(out, p.V)
+			}
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("no %s data: only NaN or infinite values", what)
+	}
+	return out, nil
+}
+
+func sum(xs []float64) float64 {
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s
+}

@@ -1,0 +1,334 @@
+package analysis
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/immune-project/immune/collector"
+	"github.com/immune-project/immune/collector/embedded"
+	"github.com/immune-project/immune/deploy"
+	"github.com/immune-project/immune/detector"
+	"github.com/immune-project/immune/rules"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var t0 = time.Date(2024, 3, 4, 12, 0, 0, 0, time.UTC)
+
+const step = 5 * time.Minute
+
+func parseRules(t *testing.T, src string) *rules.File {
+	t.Helper()
+	f, errs := rules.Parse("test.yaml", []byte(src))
+	if len(errs) > 0 {
+		t.Fatalf("rules: %v", errs)
+	}
+	return f
+}
+
+// series makes a 5-minute series from `from` with values f(i).
+func series(from time.Time, n int, f func(i int) float64, kv ...string) collector.Series {
+	l := collector.Labels{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		l[kv[i]] = kv[i+1]
+	}
+	s := collector.Series{Labels: l}
+	for i := range n {
+		s.Samples = append(s.Samples, collector.Sample{T: from.Add(time.Duration(i) * step), V: f(i)})
+	}
+	return s
+}
+
+// noise returns N(mu, sd) draws that change from mu to mu+shift at the
+// deploy time t0 (samples after t0).
+func noise(seed uint64, from time.Time, mu, sd, shift float64) func(i int) float64 {
+	r := rand.New(rand.NewPCG(seed, 7))
+	return func(i int) float64 {
+		v := mu + sd*r.NormFloat64()
+		if from.Add(time.Duration(i) * step).After(t0) {
+			v += shift
+		}
+		return v
+	}
+}
+
+func store(t *testing.T, ss ...collector.Series) *embedded.Store {
+	t.Helper()
+	s, err := embedded.Open(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Write(context.Background(), ss); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+const beforeRules = `
+service: checkout
+analysis: {baseline: before, lookback: 4h, window: 2h, step: 5m, alpha: 0.01}
+kpis:
+  - name: conversion
+    query: conversion
+    bad: decrease
+`
+
+func TestReplayBefore(t *testing.T) {
+	from := t0.Add(-6 * time.Hour)
+	tests := []struct {
+		name      string
+		shift     float64
+		want      detector.Outcome
+		wantLooks int // 0: any
+	}{
+		{"harmless", 0, detector.Pass, 24},
+		{"harmless direction", +20, detector.Pass, 24},
+		{"drop of 4 sd", -20, detector.Fail, 0},
+	}
+	f := parseRules(t, beforeRules)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := store(t, series(from, 6*12+24+1, noise(1, from, 100, 5, tt.shift), "__name__", "conversion"))
+			dec, err := Replay(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if dec.Verdict.Outcome != tt.want {
+				t.Fatalf("verdict %v, want %v\n%s", dec.Verdict.Outcome, tt.want, strings.Join(dec.Verdict.Explanation(), "\n"))
+			}
+			if tt.wantLooks != 0 && dec.Looks != tt.wantLooks {
+				t.Errorf("looks %d, want %d", dec.Looks, tt.wantLooks)
+			}
+			if dec.Planned != 24 || dec.LookAlpha != 0.01/24 {
+				t.Errorf("planned %d look alpha %v, want 24 and %v", dec.Planned, dec.LookAlpha, 0.01/24)
+			}
+			if tt.want == detector.Fail {
+				if !dec.DecidedAt.Equal(dec.At) || dec.Looks >= 24 {
+					t.Errorf("fail decided at %v (look %d), want early and equal to At %v", dec.DecidedAt, dec.Looks, dec.At)
+				}
+				k := dec.Verdict.KPIs[0]
+				if n := len(dec.Verdict.KPIs); n != 1 || k.Decision == nil || k.Decision.NCanary != float64(dec.Looks) || k.Decision.NBaseline != 48 {
+					t.Errorf("kpi sizes: %+v, want canary %d and baseline 48", k.Decision, dec.Looks)
+				}
+			} else if !dec.DecidedAt.IsZero() {
+				t.Errorf("DecidedAt %v set for %v", dec.DecidedAt, dec.Verdict.Outcome)
+			}
+		})
+	}
+}
+
+// TestNoLookAhead: the verdict at every look is the same whether or not
+// the store holds the data after that look.
+func TestNoLookAhead(t *testing.T) {
+	from := t0.Add(-6 * time.Hour)
+	f := parseRules(t, beforeRules)
+	d := deploy.Deploy{ID: "d1", Time: t0}
+	for _, shift := range []float64{0, -8} {
+		full := series(from, 6*12+24+1, noise(3, from, 100, 5, shift), "__name__", "conversion")
+		all := store(t, full)
+		// Each look needs a store of its own (opening one takes a while):
+		// the first looks, where the samples are few, and spread to the last.
+		for _, look := range []int{1, 2, 3, 5, 8, 13, 21, Looks(f.Analysis)} {
+			at := t0.Add(time.Duration(look) * step)
+			cut := full
+			cut.Samples = nil
+			for _, s := range full.Samples {
+				if !s.T.After(at) {
+					cut.Samples = append(cut.Samples, s)
+				}
+			}
+			want, err := JudgeAt(context.Background(), all, f, d, at, 0.01)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := JudgeAt(context.Background(), store(t, cut), f, d, at, 0.01)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, g := want.KPIs[0], got.KPIs[0]
+			if got.Outcome != want.Outcome || g.PValue != w.PValue || g.Effect != w.Effect {
+				t.Fatalf("shift %v, look %d: with data up to the look %v p=%v effect=%v; with all data %v p=%v effect=%v",
+					shift, look, got.Outcome, g.PValue, g.Effect, want.Outcome, w.PValue, w.Effect)
+			}
+		}
+	}
+}
+
+func TestReplayConcurrent(t *testing.T) {
+	f := parseRules(t, `
+service: checkout
+analysis: {baseline: concurrent, window: 1h, step: 5m, alpha: 0.01}
+selectors:
+  canary: '{version="$version"}'
+  baseline: '{version="$previous_version"}'
+kpis:
+  - name: latency
+    query: latency
+    bad: increase
+`)
+	from := t0.Add(-time.Hour)
+	n := 12 + 12 + 1
+	// Before the deploy both series are the same; after it the canary's
+	// latency rises by 4 sd.
+	src := store(t,
+		series(from, n, noise(1, from, 200, 10, 40), "__name__", "latency", "version", "v2"),
+		series(from, n, noise(2, from, 200, 10, 0), "__name__", "latency", "version", "v1"),
+	)
+	d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1"}
+	dec, err := Replay(context.Background(), src, f, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec.Verdict.Outcome != detector.Fail {
+		t.Fatalf("verdict %v, want fail\n%s", dec.Verdict.Outcome, strings.Join(dec.Verdict.Explanation(), "\n"))
+	}
+	k := dec.Verdict.KPIs[0]
+	if k.Decision.NCanary != k.Decision.NBaseline {
+		t.Errorf("concurrent sizes differ: canary %v baseline %v", k.Decision.NCanary, k.Decision.NBaseline)
+	}
+	// Swapped versions: the canary is the good one.
+	d.Version, d.PreviousVersion = "v1", "v2"
+	dec, err = Replay(context.Background(), src, f, d, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec.Verdict.Outcome != detector.Pass {
+		t.Fatalf("swapped: verdict %v, want pass\n%s", dec.Verdict.Outcome, strings.Join(dec.Verdict.Explanation(), "\n"))
+	}
+}
+
+func TestReplaySeasonal(t *testing.T) {
+	f := parseRules(t, `
+service: checkout
+analysis: {baseline: seasonal, season: 1d, seasons: 2, window: 1h, step: 5m, alpha: 0.01}
+kpis:
+  - name: orders
+    query: orders
+    bad: decrease
+`)
+	// A daily cycle: the hour after the deploy is a busy hour every day,
+	// busier than the hours before it. A "before" baseline would call the
+	// rise a change; the seasonal one compares like with like. Today the
+	// canary hour is 30% down on the same hour of the last two days.
+	from := t0.Add(-49 * time.Hour)
+	r := rand.New(rand.NewPCG(5, 5))
+	cycle := func(i int) float64 {
+		ts := from.Add(time.Duration(i) * step)
+		v := 100 + 50*math.Sin(2*math.Pi*float64(ts.Hour()*60+ts.Minute())/1440) + 3*r.NormFloat64()
+		if ts.After(t0) {
+			v *= 0.7
+		}
+		return v
+	}
+	src := store(t, series(from, 50*12, cycle, "__name__", "orders"))
+	dec, err := Replay(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec.Verdict.Outcome != detector.Fail {
+		t.Fatalf("verdict %v, want fail\n%s", dec.Verdict.Outcome, strings.Join(dec.Verdict.Explanation(), "\n"))
+	}
+	k := dec.Verdict.KPIs[0]
+	if k.Decision.NBaseline != 2*k.Decision.NCanary {
+		t.Errorf("baseline has %v values, want two seasons of the canary's %v", k.Decision.NBaseline, k.Decision.NCanary)
+	}
+}
+
+func TestReplayEventsTrials(t *testing.T) {
+	f := parseRules(t, `
+service: api
+analysis: {lookback: 2h, window: 1h, step: 5m, alpha: 0.01}
+kpis:
+  - name: errors
+    events: errors
+    trials: requests
+    bad: increase
+`)
+	from := t0.Add(-3 * time.Hour)
+	n := 3*12 + 12 + 1
+	// 10 000 requests per step; 0.5% errors before, 1% after.
+	errs := func(i int) float64 {
+		if from.Add(time.Duration(i) * step).After(t0) {
+			return 100
+		}
+		return 50
+	}
+	src := store(t,
+		series(from, n, errs, "__name__", "errors"),
+		series(from, n, func(int) float64 { return 10000 }, "__name__", "requests"),
+	)
+	dec, err := Replay(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec.Verdict.Outcome != detector.Fail || dec.Looks != 1 {
+		t.Fatalf("verdict %v after %d looks, want fail at the first\n%s", dec.Verdict.Outcome, dec.Looks, strings.Join(dec.Verdict.Explanation(), "\n"))
+	}
+	d := dec.Verdict.KPIs[0].Decision
+	if d.NCanary != 10000 || d.NBaseline != 24*10000 {
+		t.Errorf("trials canary %v baseline %v, want 10000 and 240000", d.NCanary, d.NBaseline)
+	}
+}
+
+func TestGatherMissingData(t *testing.T) {
+	f := parseRules(t, `
+service: checkout
+analysis: {lookback: 1h, window: 1h, step: 5m, alpha: 0.01}
+kpis:
+  - name: absent
+    query: nothing_here
+    bad: decrease
+  - name: many
+    query: per_instance
+    bad: decrease
+  - name: fine
+    query: fine
+    bad: decrease
+`)
+	from := t0.Add(-2 * time.Hour)
+	n := 3 * 12
+	src := store(t,
+		series(from, n, noise(1, from, 10, 1, 0), "__name__", "per_instance", "instance", "a"),
+		series(from, n, noise(2, from, 10, 1, 0), "__name__", "per_instance", "instance", "b"),
+		series(from, n, noise(3, from, 10, 1, 0), "__name__", "fine"),
+	)
+	v, err := JudgeAt(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, t0.Add(30*time.Minute), 0.01)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Outcome != detector.Inconclusive {
+		t.Fatalf("verdict %v, want inconclusive", v.Outcome)
+	}
+	want := map[string]string{
+		"absent": "no canary data: the query returned no series",
+		"many":   "canary query returned 2 series",
+	}
+	for _, k := range v.KPIs {
+		if k.Name == "fine" {
+			if k.Outcome != detector.Pass {
+				t.Errorf("fine: %v, want pass: %s", k.Outcome, k.Sentence)
+			}
+			continue
+		}
+		if k.Outcome != detector.Inconclusive || !strings.HasPrefix(k.Reason, want[k.Name]) {
+			t.Errorf("%s: reason %q, want prefix %q", k.Name, k.Reason, want[k.Name])
+		}
+	}
+}
+
+func TestGatherCancelled(t *testing.T) {
+	f := parseRules(t, beforeRules)
+	src := store(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Gather(ctx, src, f, deploy.Deploy{ID: "d1", Time: t0}, t0.Add(step)); err == nil {
+		t.Fatal("no error from a cancelled context")
+	}
+}

@@ -42,9 +42,7 @@ func MannWhitney(canary, baseline []float64, opt Options) (Result, error) {
 		return Result{}, fmt.Errorf("mann-whitney: %w: alternative %v", ErrInvalidOption, alt)
 	}
 
-	x, y := slices.Clone(canary), slices.Clone(baseline)
-	slices.Sort(x)
-	slices.Sort(y)
+	x, y := sortedCopy(canary), sortedCopy(baseline)
 	nx, ny := float64(len(x)), float64(len(y))
 	// The smallest and largest differences: float subtraction is monotone.
 	mumin, mumax := x[0]-y[len(y)-1], x[len(x)-1]-y[0]

@@ -465,3 +465,144 @@ func TestQnorm(t *testing.T) {
 		}
 	}
 }
+
+func TestSortedCopy(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	gens := map[string]func() float64{
+		"normal":   r.NormFloat64,
+		"integers": func() float64 { return float64(r.IntN(7) - 3) },
+		"scales":   func() float64 { return r.NormFloat64() * math.Pow(10, float64(r.IntN(600)-300)) },
+		"zeros":    func() float64 { return []float64{0, math.Copysign(0, -1), 5e-324, -5e-324, 1}[r.IntN(5)] },
+	}
+	for name, gen := range gens {
+		for _, n := range []int{0, 1, 5, 1023, 1024, 5000} {
+			xs := make([]float64, n)
+			for i := range xs {
+				xs[i] = gen()
+			}
+			orig := slices.Clone(xs)
+			got := sortedCopy(xs)
+			want := slices.Sorted(slices.Values(xs))
+			if !slices.Equal(got, want) {
+				t.Errorf("%s/%d: sortedCopy() is not sorted like slices.Sort", name, n)
+			}
+			if !slices.Equal(xs, orig) {
+				t.Errorf("%s/%d: sortedCopy() changed its input", name, n)
+			}
+		}
+	}
+}
+
+// mwFuzzSamples splits fuzz input into a canary and a baseline: the first
+// split values (modulo the count) are the canary. Mode 0 reads float64 bit
+// patterns (NaN and ±Inf included), mode 1 small integers (many ties),
+// mode 2 signed bytes scaled by a power of ten.
+func mwFuzzSamples(data []byte, split, mode uint8) (canary, baseline []float64) {
+	var xs []float64
+	switch mode % 3 {
+	case 0:
+		for ; len(data) >= 8; data = data[8:] {
+			var u uint64
+			for i := range 8 {
+				u = u<<8 | uint64(data[i])
+			}
+			xs = append(xs, math.Float64frombits(u))
+		}
+	case 1:
+		for _, b := range data {
+			xs = append(xs, float64(b%6))
+		}
+	case 2:
+		scale := 1.0
+		if len(data) > 0 {
+			scale = math.Pow(10, float64(int(data[0]%40)-20))
+			data = data[1:]
+		}
+		for _, b := range data {
+			xs = append(xs, float64(int8(b))*scale)
+		}
+	}
+	k := 0
+	if len(xs) > 0 {
+		k = int(split) % (len(xs) + 1)
+	}
+	return xs[:k], xs[k:]
+}
+
+func FuzzMannWhitney(f *testing.F) {
+	f.Add([]byte("\x3f\xf0\x00\x00\x00\x00\x00\x00\x40\x00\x00\x00\x00\x00\x00\x00\x40\x08\x00\x00\x00\x00\x00\x00"), uint8(1), uint8(0), uint8(0), 0.95)
+	f.Add([]byte("\x01\x02\x03\x04\x05\x00\x00\x01\x02\x02\x03\x05\x05\x01"), uint8(6), uint8(1), uint8(1), 0.9)
+	f.Add([]byte("\x14\x01\x7f\x80\xfe\x05\x09\x11\x22\x33\x44\x55\x66\x77\x88\x99"), uint8(7), uint8(2), uint8(2), 0.99)
+	f.Add(make([]byte, 140), uint8(60), uint8(1), uint8(0), 0.8)
+	f.Fuzz(func(t *testing.T, data []byte, split, mode, alt uint8, conf float64) {
+		canary, baseline := mwFuzzSamples(data, split, mode)
+		opt := Options{Alternative: Alternative(alt % 3), Confidence: conf}
+		r, err := MannWhitney(canary, baseline, opt)
+		bad := len(canary) == 0 || len(baseline) == 0
+		for _, v := range slices.Concat(canary, baseline) {
+			bad = bad || math.IsNaN(v) || math.IsInf(v, 0)
+		}
+		if err != nil {
+			if !errors.Is(err, ErrTooFewSamples) && !errors.Is(err, ErrNonFinite) &&
+				!errors.Is(err, ErrConstant) && !errors.Is(err, ErrInvalidOption) {
+				t.Fatalf("MannWhitney() error = %v, want one of the sentinels", err)
+			}
+			return
+		}
+		if bad {
+			t.Fatalf("MannWhitney(%v, %v) = %+v, want an error", canary, baseline, r)
+		}
+		nx, ny := float64(len(canary)), float64(len(baseline))
+		if !(r.PValue >= 0 && r.PValue <= 1) {
+			t.Errorf("p-value = %v", r.PValue)
+		}
+		if !(r.Statistic >= 0 && r.Statistic <= nx*ny) {
+			t.Errorf("W = %v, want in [0, %v]", r.Statistic, nx*ny)
+		}
+		if !(r.Confidence > 0 && r.Confidence <= 1) && !(r.Exact && r.Confidence == 0) {
+			t.Errorf("confidence = %v", r.Confidence)
+		}
+		if !(r.CILow <= r.CIHigh) {
+			t.Errorf("interval [%v, %v]", r.CILow, r.CIHigh)
+		}
+		// Below 50% a one-sided bound passes the estimate, as in R.
+		if (r.Alternative == TwoSided || conf == 0 || conf >= 0.5) && !(r.CILow <= r.Estimate && r.Estimate <= r.CIHigh) {
+			t.Errorf("estimate %v outside [%v, %v]", r.Estimate, r.CILow, r.CIHigh)
+		}
+		if nx*ny > 20000 {
+			return
+		}
+		// Against the definitions: W counts pairs, the estimate is the
+		// median difference and the interval ends are differences.
+		var diffs []float64
+		u := 0.0
+		for _, xi := range canary {
+			for _, yj := range baseline {
+				diffs = append(diffs, xi-yj)
+				switch {
+				case xi > yj:
+					u++
+				case xi == yj:
+					u += 0.5
+				}
+			}
+		}
+		slices.Sort(diffs)
+		N := len(diffs)
+		med := diffs[N/2]
+		if N%2 == 0 {
+			med = midpoint(diffs[N/2-1], diffs[N/2])
+		}
+		if r.Statistic != u {
+			t.Errorf("W = %v, want %v", r.Statistic, u)
+		}
+		if r.Estimate != med {
+			t.Errorf("estimate = %v, want median difference %v", r.Estimate, med)
+		}
+		for _, end := range []float64{r.CILow, r.CIHigh} {
+			if !math.IsInf(end, 0) && !slices.Contains(diffs, end) {
+				t.Errorf("interval end %v is not a difference", end)
+			}
+		}
+	})
+}

@@ -3,7 +3,6 @@ package detector
 import (
 	"fmt"
 	"math"
-	"slices"
 )
 
 const (
@@ -24,8 +23,15 @@ const (
 // exact distribution cannot reach the requested level, Confidence is the
 // level achieved, as R reports it.
 //
-// The samples are not modified. The interval costs O((n+m) log(n+m)):
-// the n·m differences are never listed.
+// Errors wrap ErrTooFewSamples for an empty sample, ErrNonFinite for NaN
+// or ±Inf (or differences beyond float64), ErrInvalidOption, and
+// ErrConstant when all values are equal (R's p-value is then NaN). When
+// each sample is constant but they differ, R stops in its root finder;
+// here the estimate and the interval are the one difference.
+//
+// The samples are not modified. The whole test costs O((n+m) log(n+m))
+// (a radix sort, then a few counting passes per interval end): the n·m
+// differences are never listed.
 func MannWhitney(canary, baseline []float64, opt Options) (Result, error) {
 	if err := checkSample("canary", canary, 1); err != nil {
 		return Result{}, fmt.Errorf("mann-whitney: %w", err)
@@ -93,41 +99,31 @@ func mannWhitneyExact(res *Result, x, y []float64, conf float64) {
 		res.PValue = pwilcox(w, m, n, true)
 	}
 
-	// At most 49² differences: list them, as R does.
-	diffs := make([]float64, 0, m*n)
-	for _, xi := range x {
-		for _, yj := range y {
-			diffs = append(diffs, xi-yj)
-		}
-	}
-	slices.Sort(diffs)
-	N := m * n
+	// R sorts the differences and indexes them (1-based).
+	sel := newDiffSelector(x, y)
+	N := sel.n
 	alpha := 1 - conf
 	var achieved float64
 	switch res.Alternative {
 	case TwoSided:
 		qu := max(qwilcox(alpha/2, m, n), 1)
-		ql := N - qu
+		ql := N - int64(qu)
 		achieved = 2 * pwilcox(float64(qu-1), m, n, true)
-		res.CILow, res.CIHigh = diffs[qu-1], diffs[ql]
+		res.CILow, res.CIHigh = sel.kth(int64(qu)), sel.kth(ql+1)
 	case Greater:
 		qu := max(qwilcox(alpha, m, n), 1)
 		achieved = pwilcox(float64(qu-1), m, n, true)
-		res.CILow, res.CIHigh = diffs[qu-1], math.Inf(1)
+		res.CILow, res.CIHigh = sel.kth(int64(qu)), math.Inf(1)
 	case Less:
 		qu := max(qwilcox(alpha, m, n), 1)
-		ql := N - qu
+		ql := N - int64(qu)
 		achieved = pwilcox(float64(qu-1), m, n, true)
-		res.CILow, res.CIHigh = math.Inf(-1), diffs[ql]
+		res.CILow, res.CIHigh = math.Inf(-1), sel.kth(ql+1)
 	}
 	if achieved-alpha > alpha/2 {
 		res.Confidence = 1 - achieved
 	}
-	if N%2 == 1 {
-		res.Estimate = diffs[N/2]
-	} else {
-		res.Estimate = midpoint(diffs[N/2-1], diffs[N/2])
-	}
+	res.Estimate = sel.median()
 }
 
 // mannWhitneyNormal fills res from the normal approximation; x and y are
@@ -162,8 +158,20 @@ func mannWhitneyNormal(res *Result, x, y []float64, ties, conf float64) error {
 
 	mumin, mumax := x[0]-y[len(y)-1], x[len(x)-1]-y[0]
 	if mumin == mumax {
-		// R stops here: σ is 0 where all shifted values tie.
-		return fmt.Errorf("%w: each sample is constant, so the interval is undefined", ErrConstant)
+		// Each sample is constant, so every pairwise difference is
+		// mumin: the shift is known exactly and the interval is that
+		// point. R stops here instead (its root finder meets σ = 0
+		// where all shifted values tie), but the p-value above is R's.
+		res.Estimate = mumin
+		switch res.Alternative {
+		case TwoSided:
+			res.CILow, res.CIHigh = mumin, mumin
+		case Greater:
+			res.CILow, res.CIHigh = mumin, math.Inf(1)
+		case Less:
+			res.CILow, res.CIHigh = math.Inf(-1), mumin
+		}
+		return nil
 	}
 	sel := newDiffSelector(x, y)
 	// σ between two differences: only the ties within each sample.
@@ -218,12 +226,7 @@ func mannWhitneyNormal(res *Result, x, y []float64, ties, conf float64) error {
 	// The estimate is the root of W(d) without correction: the median
 	// difference (R's uniroot returns some point between the two middle
 	// differences when there is an even number of them).
-	if sel.n%2 == 1 {
-		res.Estimate = sel.kth(sel.n/2 + 1)
-	} else {
-		a, b := sel.kthPair(sel.n / 2)
-		res.Estimate = midpoint(a, b)
-	}
+	res.Estimate = sel.median()
 	return nil
 }
 

@@ -41,7 +41,7 @@ type mwCase struct {
 	mid         [2]float64
 	alt         Alternative
 	conf        float64
-	errMsg      string // R stopped with this message
+	errMsg      string // R stopped computing the interval with this message
 	method      string
 	w, p        float64
 	est, lo, hi float64
@@ -99,7 +99,9 @@ func readMannWhitneyFixtures(t *testing.T) []mwCase {
 			c.alt = alt
 			c.conf = nums(fields[2:3])[0]
 			if fields[0] == "error" {
-				c.errMsg = fields[3]
+				c.errMsg, c.method = fields[3], fields[4]
+				v := nums(fields[5:7])
+				c.w, c.p = v[0], v[1]
 			} else {
 				c.method = fields[3]
 				v := nums(fields[4:10])
@@ -135,6 +137,41 @@ func (d *mwDev) note(what string, got, want float64) {
 	d.max[what] = max(d.max[what], dev)
 }
 
+// mannWhitneyWhereRStops checks the cases where R fails to compute the
+// interval: when all values are equal (R's p-value is NaN, or a degenerate
+// 1 one-sided) MannWhitney fails with ErrConstant; when each sample is
+// constant but they differ, the test is R's and every difference, hence
+// the estimate and the interval, is the one shift between the samples.
+func mannWhitneyWhereRStops(t *testing.T, c mwCase, got Result, err error) {
+	t.Helper()
+	allEqual := true
+	for _, v := range slices.Concat(c.x, c.y) {
+		allEqual = allEqual && v == c.x[0]
+	}
+	if allEqual {
+		if !errors.Is(err, ErrConstant) {
+			t.Fatalf("mannwhitney.txt:%d: MannWhitney() error = %v, want ErrConstant (R: %s)", c.line, err, c.errMsg)
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("mannwhitney.txt:%d: MannWhitney() error = %v", c.line, err)
+	}
+	d := c.x[0] - c.y[0]
+	lo, hi := d, d
+	switch c.alt {
+	case Greater:
+		hi = math.Inf(1)
+	case Less:
+		lo = math.Inf(-1)
+	}
+	if got.Method != c.method || got.Statistic != c.w || math.Abs(got.PValue-c.p) > mwTolP ||
+		got.Estimate != d || got.CILow != lo || got.CIHigh != hi || got.Confidence != c.conf {
+		t.Errorf("mannwhitney.txt:%d: MannWhitney() = %+v, want method %q, W %v, p %v (R), estimate %v in [%v, %v] at %v",
+			c.line, got, c.method, c.w, c.p, d, lo, hi, c.conf)
+	}
+}
+
 func TestMannWhitneyAgainstR(t *testing.T) {
 	cases := readMannWhitneyFixtures(t)
 	dev := &mwDev{max: map[string]float64{}}
@@ -143,9 +180,7 @@ func TestMannWhitneyAgainstR(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			got, err := MannWhitney(c.x, c.y, Options{Alternative: c.alt, Confidence: c.conf})
 			if c.errMsg != "" {
-				if !errors.Is(err, ErrConstant) {
-					t.Fatalf("mannwhitney.txt:%d: MannWhitney() error = %v, want ErrConstant (R: %s)", c.line, err, c.errMsg)
-				}
+				mannWhitneyWhereRStops(t, c, got, err)
 				return
 			}
 			if err != nil {
@@ -209,7 +244,6 @@ func TestMannWhitneyErrors(t *testing.T) {
 		{"-Inf canary", []float64{math.Inf(-1)}, ok, Options{}, ErrNonFinite},
 		{"all equal", []float64{2, 2, 2}, []float64{2, 2}, Options{}, ErrConstant},
 		{"one each, equal", []float64{5}, []float64{5}, Options{Alternative: Greater}, ErrConstant},
-		{"each constant", []float64{2, 2, 2}, []float64{1, 1}, Options{Alternative: Less}, ErrConstant},
 		{"confidence 1", ok, ok, Options{Confidence: 1}, ErrInvalidOption},
 		{"confidence -0.5", ok, ok, Options{Confidence: -0.5}, ErrInvalidOption},
 		{"confidence NaN", ok, ok, Options{Confidence: math.NaN()}, ErrInvalidOption},
@@ -226,6 +260,32 @@ func TestMannWhitneyErrors(t *testing.T) {
 				t.Errorf("error %q, want prefix \"mann-whitney: \"", msg)
 			}
 		})
+	}
+}
+
+// TestMannWhitneyEachConstant: when each sample is constant, every pairwise
+// difference is the same, so the estimate and the interval are that
+// difference. R computes the p-value (wilcox.test(c(2,2,2), c(1,1),
+// alternative=…)$p.value, below) but stops in its root finder for the
+// interval.
+func TestMannWhitneyEachConstant(t *testing.T) {
+	tests := []struct {
+		alt          Alternative
+		p, low, high float64
+	}{
+		{TwoSided, 0.095580704545629405, 1, 1},
+		{Greater, 0.047790352272814703, 1, math.Inf(1)},
+		{Less, 0.99018467137135469, math.Inf(-1), 1},
+	}
+	for _, tt := range tests {
+		got, err := MannWhitney([]float64{2, 2, 2}, []float64{1, 1}, Options{Alternative: tt.alt})
+		if err != nil {
+			t.Fatalf("%v: %v", tt.alt, err)
+		}
+		if math.Abs(got.PValue-tt.p) > 1e-12 || got.Estimate != 1 || got.CILow != tt.low || got.CIHigh != tt.high {
+			t.Errorf("%v: p %v estimate %v interval [%v, %v], want p %v estimate 1 interval [%v, %v]",
+				tt.alt, got.PValue, got.Estimate, got.CILow, got.CIHigh, tt.p, tt.low, tt.high)
+		}
 	}
 }
 

@@ -158,6 +158,15 @@ func (s *diffSelector) kthPair(k int64) (float64, float64) {
 	return s.find(k, true)
 }
 
+// median returns the median difference, the mean of the two middle ones
+// when there is an even number of them.
+func (s *diffSelector) median() float64 {
+	if s.n%2 == 1 {
+		return s.kth(s.n/2 + 1)
+	}
+	return midpoint(s.kthPair(s.n / 2))
+}
+
 func (s *diffSelector) find(k int64, next bool) (kth, after float64) {
 	s.bracket(k)
 	limit := s.limit()

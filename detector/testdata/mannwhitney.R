@@ -11,7 +11,9 @@
 #                                 (both the middle one when N = nx*ny is odd)
 #   test  <alternative> <conf.level> <method> <W> <p-value> <estimate>
 #         <ci low> <ci high> <achieved conf.level>
-#   error <alternative> <conf.level> <message>   where R stops
+#   error <alternative> <conf.level> <message> <method> <W> <p-value>
+#         where R stops computing the interval; the rest is from the same
+#         call without conf.int (p-value NaN when all values are equal)
 #
 # Every test of a data set follows its data/x/y/mid lines. Numbers are
 # written with %.17g so that Go reads back the same doubles. Each call is
@@ -46,7 +48,10 @@ emit <- function(name, x, y, alt = alts, lev = levels) {
       wilcox.test(x, y, alternative = a, conf.int = TRUE, conf.level = cl)),
       error = function(e) e)
     if (inherits(r, "error")) {
-      line("error", a, num(cl), conditionMessage(r))
+      # The test itself, without the interval R failed on.
+      p <- suppressWarnings(wilcox.test(x, y, alternative = a))
+      line("error", a, num(cl), conditionMessage(r), p$method,
+           num(unname(p$statistic)), num(p$p.value))
     } else {
       line("test", a, num(cl), r$method, num(unname(r$statistic)),
            num(r$p.value), num(unname(r$estimate)), num(r$conf.int[1]),

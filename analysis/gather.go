@@ -157,7 +157,7 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 // series. No series, or more than one, is an error that says so.
 func values(ctx context.Context, src collector.Source, query string, step time.Duration, what string, spans ...Span) ([]float64, error) {
 	var out []float64
-	for _, s := range spans {
+	for _, s := range split(spans, step) {
 		m, _, err := src.QueryRange(ctx, query, s.From, s.To, step)
 		if err != nil {
 			return nil, fmt.Errorf("%s query: %w", what, err)
@@ -181,6 +181,26 @@ func values(ctx context.Context, src collector.Source, query string, step time.D
 		return nil, fmt.Errorf("no %s data: only NaN or infinite values", what)
 	}
 	return out, nil
+}
+
+// maxPoints is the most evaluation instants asked of a source in one range
+// query: Prometheus' HTTP API refuses more than 11 000.
+const maxPoints = 10000
+
+// split cuts spans into pieces of at most maxPoints instants each, on the
+// same grid of instants.
+func split(spans []Span, step time.Duration) []Span {
+	var out []Span
+	for _, s := range spans {
+		for from := s.From; !from.After(s.To); from = from.Add(maxPoints * step) {
+			to := from.Add((maxPoints - 1) * step)
+			if to.After(s.To) {
+				to = s.To
+			}
+			out = append(out, Span{From: from, To: to})
+		}
+	}
+	return out
 }
 
 func sum(xs []float64) float64 {

@@ -59,6 +59,7 @@ func Replay(ctx context.Context, src collector.Source, f *rules.File, d deploy.D
 		if err != nil {
 			return Decision{}, err
 		}
+		v.Reason = fmt.Sprintf("%s (look %d of %d, alpha %g spread over the looks)", v.Reason, look, planned, a.Alpha)
 		dec.Verdict, dec.At, dec.Looks = v, at, look
 		if progress != nil {
 			progress(look)

@@ -332,3 +332,45 @@ func TestGatherCancelled(t *testing.T) {
 		t.Fatal("no error from a cancelled context")
 	}
 }
+
+func TestSplit(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		name string
+		span Span
+		want []Span
+	}{
+		{"small", Span{t0, t0.Add(10 * s)}, []Span{{t0, t0.Add(10 * s)}}},
+		{"exactly max", Span{t0, t0.Add((maxPoints - 1) * s)}, []Span{{t0, t0.Add((maxPoints - 1) * s)}}},
+		{"one more", Span{t0, t0.Add(maxPoints * s)}, []Span{{t0, t0.Add((maxPoints - 1) * s)}, {t0.Add(maxPoints * s), t0.Add(maxPoints * s)}}},
+		{"a week at 1s", Span{t0, t0.Add(7 * 24 * time.Hour)}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := split([]Span{tt.span}, s)
+			if tt.want != nil {
+				if len(got) != len(tt.want) {
+					t.Fatalf("got %v, want %v", got, tt.want)
+				}
+				for i := range got {
+					if !got[i].From.Equal(tt.want[i].From) || !got[i].To.Equal(tt.want[i].To) {
+						t.Fatalf("got %v, want %v", got, tt.want)
+					}
+				}
+			}
+			// Whatever the span, the pieces cover its instants once each.
+			n := 0
+			next := tt.span.From
+			for _, p := range got {
+				if !p.From.Equal(next) || p.To.Sub(p.From)/s >= maxPoints {
+					t.Fatalf("piece %v: want start %v and fewer than %d points", p, next, maxPoints)
+				}
+				n += int(p.To.Sub(p.From)/s) + 1
+				next = p.To.Add(s)
+			}
+			if want := int(tt.span.To.Sub(tt.span.From)/s) + 1; n != want {
+				t.Errorf("%d instants, want %d", n, want)
+			}
+		})
+	}
+}

@@ -20,6 +20,7 @@ Commands:
 // usage lists them.
 var rulesCommands = []command{
 	{"check", "check rule files: fields, types, ranges, PromQL", runRulesCheck},
+	{"test", "run unit tests of rule files: input series, deploys, expected verdicts", runRulesTest},
 }
 
 func rulesUsageTo(w io.Writer) {

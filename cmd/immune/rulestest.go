@@ -56,7 +56,12 @@ func runRulesTest(args []string, stdout, stderr io.Writer) int {
 	for _, path := range files {
 		opts := ruletest.Options{}
 		if *verbose {
-			opts.Progress = func(test, id string) { fmt.Fprintf(stdout, "%s: test %q: deploy %q judged\n", path, test, id) }
+			opts.Progress = func(test, id string, explanation []string) {
+				fmt.Fprintf(stdout, "%s: test %q: deploy %q:\n", path, test, id)
+				for _, line := range explanation {
+					fmt.Fprintf(stdout, "    %s\n", line)
+				}
+			}
 		}
 		res, err := ruletest.RunFile(ctx, path, opts)
 		if err != nil {

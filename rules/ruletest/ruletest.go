@@ -100,9 +100,11 @@ type Result struct {
 	Failures      []Failure
 }
 
-// Progress, when set on Options, hears of every deploy judged.
+// Options of a run.
 type Options struct {
-	Progress func(test, deployID string)
+	// Progress, when set, hears of every deploy judged, with its verdict's
+	// explanation.
+	Progress func(test, deployID string, explanation []string)
 }
 
 // RunFile parses and runs the test file at path. Rule files are resolved
@@ -357,10 +359,10 @@ func runTest(ctx context.Context, path string, t *Test, rfs []*rules.File, opts 
 		if err != nil {
 			return nil, err
 		}
-		if opts.Progress != nil {
-			opts.Progress(t.Name, d.ID)
-		}
 		expl := dec.Verdict.Explanation()
+		if opts.Progress != nil {
+			opts.Progress(t.Name, d.ID, expl)
+		}
 		check := func(format string, a ...any) {
 			f := fail(d.line, d.ID, format, a...)
 			f.Explanation = expl

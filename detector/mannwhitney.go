@@ -48,6 +48,11 @@ func MannWhitney(canary, baseline []float64, opt Options) (Result, error) {
 		return Result{}, fmt.Errorf("mann-whitney: %w: alternative %v", ErrInvalidOption, alt)
 	}
 
+	if len(baseline) > math.MaxInt32 {
+		// The interval search indexes the baseline with int32.
+		return Result{}, fmt.Errorf("mann-whitney: %w: baseline has %d values, at most %d", ErrInvalidOption, len(baseline), math.MaxInt32)
+	}
+
 	x, y := sortedCopy(canary), sortedCopy(baseline)
 	nx, ny := float64(len(x)), float64(len(y))
 	// The smallest and largest differences: float subtraction is monotone.

@@ -413,7 +413,9 @@ func TestDiffSelector(t *testing.T) {
 				slices.Sort(diffs)
 				s := newDiffSelector(x, y)
 				N := int64(len(diffs))
+				queries := 0
 				for _, k := range []int64{1, 2, N / 7, N / 3, N / 2, N/2 + 1, N - 1, N} {
+					queries += 2
 					if k < 1 || k > N {
 						continue
 					}
@@ -426,6 +428,11 @@ func TestDiffSelector(t *testing.T) {
 							t.Errorf("kthPair(%d) = %v, %v, want %v, %v", k, a, b, diffs[k-1], diffs[k])
 						}
 					}
+				}
+				// Interpolation, bisection and tightening keep the
+				// counting passes few whatever the data.
+				if s.passes > 30*queries {
+					t.Errorf("%d counting passes for %d queries, want at most %d", s.passes, queries, 30*queries)
 				}
 			})
 		}

@@ -13,7 +13,8 @@
 #         <ci low> <ci high> <achieved conf.level>
 #   error <alternative> <conf.level> <message> <method> <W> <p-value>
 #         where R stops computing the interval; the rest is from the same
-#         call without conf.int (p-value NaN when all values are equal)
+#         call without conf.int (when all values are equal: p-value NaN
+#         two-sided, 1 one-sided)
 #
 # Every test of a data set follows its data/x/y/mid lines. Numbers are
 # written with %.17g so that Go reads back the same doubles. Each call is

@@ -56,10 +56,15 @@ func Spans(a rules.Analysis, deployed, at time.Time) (canary Span, baseline []Sp
 
 // Gather evaluates every KPI of f for deploy d as it stands at time at,
 // using no data after at, and returns them ready for detector.Judge. A KPI
-// whose data cannot be had (the source failed, the query returned no
-// series or several) comes back with Missing set, so that it is judged
-// inconclusive with the reason: never a pass, never a fail. The error is
-// for a cancelled ctx only.
+// whose data cannot be had (its query was refused, returned no series or
+// several) comes back with Missing set, so that it is judged inconclusive
+// with the reason: never a pass, never a fail.
+//
+// The error is for a failure of the source as a whole (unreachable after
+// its retries, credentials refused, not a Prometheus API, closed), which
+// would fail every KPI alike, and for a cancelled ctx: the look cannot be
+// judged at all, and the caller decides what that means (a backtest
+// stops; a live analysis tries again at the next step).
 func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, at time.Time) ([]detector.KPI, error) {
 	canary, baseline := Spans(f.Analysis, d.Time, at)
 	vars := rules.Vars{Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion, Deploy: d.ID}
@@ -75,11 +80,25 @@ func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.D
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
+			if sourceDown(err) {
+				return nil, err
+			}
 			k.Missing = err.Error()
 		}
 		kpis = append(kpis, k)
 	}
 	return kpis, nil
+}
+
+// sourceDown reports whether err is a failure of the whole source rather
+// than of one query.
+func sourceDown(err error) bool {
+	for _, e := range []error{collector.ErrUnavailable, collector.ErrUnauthorized, collector.ErrBadResponse, collector.ErrClosed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // kpiSpec maps a rule file KPI onto the detector's, data aside.

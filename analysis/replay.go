@@ -29,6 +29,17 @@ type Decision struct {
 	LookAlpha float64
 }
 
+// Explanation is the verdict's explanation, its first line saying at which
+// look it came and how the rule file's alpha was spread over the looks.
+func (d Decision) Explanation() []string {
+	lines := d.Verdict.Explanation()
+	if len(lines) > 0 {
+		lines[0] = fmt.Sprintf("%s (look %d of %d, alpha %g spread over the looks)",
+			lines[0], d.Looks, d.Planned, d.LookAlpha*float64(d.Planned))
+	}
+	return lines
+}
+
 // Looks returns the number of evaluations in a rule file's window: one per
 // step, the first one step after the deploy.
 func Looks(a rules.Analysis) int {
@@ -59,7 +70,6 @@ func Replay(ctx context.Context, src collector.Source, f *rules.File, d deploy.D
 		if err != nil {
 			return Decision{}, err
 		}
-		v.Reason = fmt.Sprintf("%s (look %d of %d, alpha %g spread over the looks)", v.Reason, look, planned, a.Alpha)
 		dec.Verdict, dec.At, dec.Looks = v, at, look
 		if progress != nil {
 			progress(look)

@@ -17,3 +17,12 @@ step "$bin" compare --test proportion --alternative greater $ex/errors-baseline.
 echo
 echo "The rule files a team writes for its service, checked like promtool checks Prometheus rules:"
 step "$bin" rules check examples/checkout.yaml examples/api-gateway.yaml
+echo
+echo "Their unit tests: input series, deploys, and the verdicts the rules must reach:"
+step "$bin" rules test -v examples/checkout.test.yaml
+echo
+echo "What the rules would have done to 55 past deploys of a real EC2 CPU series:"
+nab=../shared/bench/nab/data/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv
+if [ -f "$nab" ]; then
+  step "$bin" backtest --rules examples/backtest/cpu.yaml --data "$nab" --deploys examples/backtest/deploys.csv
+fi

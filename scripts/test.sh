@@ -14,8 +14,9 @@ echo "== go build"
 go build -o bin/immune ./cmd/immune
 echo "== go vet"
 go vet ./...
-echo "== immune rules check examples/*.yaml"
-./bin/immune rules check examples/*.yaml
+echo "== immune rules check / rules test on examples/"
+./bin/immune rules check $(ls examples/*.yaml examples/*/*.yaml | grep -v '\.test\.yaml$')
+./bin/immune rules test examples/*.test.yaml
 
 echo "== go test -race (with real servers)"
 export IMMUNE_REQUIRE_SERVERS=1

@@ -31,6 +31,7 @@ type command struct {
 
 // commands is every subcommand, in the order "immune help" lists them.
 var commands = []command{
+	{"backtest", "replay past deploys through a rule file, without look-ahead", runBacktest},
 	{"compare", "compare two samples with a two-sample test, like R or ministat", runCompare},
 	{"rules", "check and test KPI rule files (rules check, rules test)", runRules},
 	{"version", "print the version", runVersion},

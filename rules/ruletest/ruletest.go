@@ -359,7 +359,7 @@ func runTest(ctx context.Context, path string, t *Test, rfs []*rules.File, opts 
 		if err != nil {
 			return nil, err
 		}
-		expl := dec.Verdict.Explanation()
+		expl := dec.Explanation()
 		if opts.Progress != nil {
 			opts.Progress(t.Name, d.ID, expl)
 		}

@@ -7,11 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/signal"
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/prometheus/common/model"
 
 	"github.com/immune-project/immune/analysis"
 	"github.com/immune-project/immune/collector"
@@ -190,7 +193,7 @@ func runBacktest(args []string, stdout, stderr io.Writer) int {
 func printBacktest(w io.Writer, rf *rules.File, decisions []analysis.Decision) {
 	a := rf.Analysis
 	fmt.Fprintf(w, "%s: baseline %s, window %s, step %s, alpha %g (%d looks)\n\n",
-		rf.Service, a.Baseline, a.Window, a.Step, a.Alpha, analysis.Looks(a))
+		rf.Service, a.Baseline, model.Duration(a.Window), model.Duration(a.Step), a.Alpha, analysis.Looks(a))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "DEPLOY\tTIME\tVERDICT\tAFTER\tWHY")
 	count := map[detector.Outcome]int{}
@@ -208,20 +211,23 @@ func printBacktest(w io.Writer, rf *rules.File, decisions []analysis.Decision) {
 		count[detector.Pass], count[detector.Fail], count[detector.Inconclusive])
 }
 
-// why is the first sentence that explains a verdict: the first failing
-// KPI, else the first inconclusive one, else the deploy's reason.
+// why is the sentence that explains a verdict best: the first failing KPI's,
+// else the first inconclusive one's, else that of the KPI that came
+// closest to failing (the smallest p-value against its threshold).
 func why(v detector.Verdict) string {
-	for _, o := range []detector.Outcome{detector.Fail, detector.Inconclusive} {
-		if v.Outcome != o {
-			continue
-		}
-		for _, k := range v.KPIs {
-			if k.Outcome == o {
-				return k.Sentence
-			}
+	best, closest := "", math.Inf(1)
+	for _, k := range v.KPIs {
+		switch {
+		case k.Outcome == v.Outcome && v.Outcome != detector.Pass:
+			return k.Sentence
+		case v.Outcome == detector.Pass && k.PValue/k.Threshold < closest:
+			best, closest = k.Sentence, k.PValue/k.Threshold
 		}
 	}
-	return v.Reason
+	if best == "" {
+		return v.Reason
+	}
+	return best
 }
 
 // progress draws a bar on stderr when it is a terminal, and otherwise

@@ -1,0 +1,106 @@
+package analysis
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"os"
+	"testing"
+
+	"github.com/immune-project/immune/collector/embedded"
+	"github.com/immune-project/immune/collector/load"
+	"github.com/immune-project/immune/collector/promtest"
+	"github.com/immune-project/immune/collector/remote"
+	"github.com/immune-project/immune/deploy"
+	"github.com/immune-project/immune/detector"
+)
+
+const nabCPU = "../../shared/bench/nab/data/realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv"
+
+// TestRealPrometheusSameVerdicts: a NAB series, loaded into the embedded
+// store and written into a real Prometheus (Debian's package, started by
+// scripts/prometheus.sh), gives the same decisions through both sources:
+// same verdicts, same looks, same p-values, for harmless deploys and for
+// deploys whose window was shifted up.
+func TestRealPrometheusSameVerdicts(t *testing.T) {
+	url := promtest.URL(t)
+	ctx := context.Background()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	run := "analysis-" + hex.EncodeToString(b)
+	f, err := os.Open(nabCPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	series, _, err := load.CSV(nabCPU, f, load.Options{Labels: map[string]string{"immune_test": run}})
+	f.Close()
+	if err != nil || len(series) != 1 {
+		t.Fatalf("load: %d series, %v", len(series), err)
+	}
+	// Deploys every 72 samples from sample 48, as the benchmark places
+	// them; every other one gets its window raised by 15 (about 3 sd of
+	// this series), so both verdicts occur.
+	s := series[0]
+	var deploys []deploy.Deploy
+	for i, n := 48, 0; i+24 <= len(s.Samples); i, n = i+72, n+1 {
+		deploys = append(deploys, deploy.Deploy{ID: fmt.Sprintf("d%02d", n), Time: s.Samples[i-1].T})
+		if n%2 == 1 {
+			for j := i; j < i+24; j++ {
+				s.Samples[j].V += 15
+			}
+		}
+	}
+	store, err := embedded.Open(embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	if err := store.Write(ctx, series); err != nil {
+		t.Fatal(err)
+	}
+	if err := promtest.RemoteWrite(ctx, url, series); err != nil {
+		t.Fatal(err)
+	}
+	prom, err := remote.New(remote.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prom.Close()
+
+	rf := parseRules(t, fmt.Sprintf(`
+service: ec2
+analysis: {baseline: before, lookback: 4h, window: 2h, step: 5m, alpha: 0.01}
+kpis:
+  - name: cpu
+    query: value{immune_test=%q}
+    bad: increase
+`, run))
+	fails := 0
+	for _, d := range deploys {
+		want, err := Replay(ctx, store, rf, d, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Replay(ctx, prom, rf, d, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, g := want.Verdict.KPIs[0], got.Verdict.KPIs[0]
+		if got.Verdict.Outcome != want.Verdict.Outcome || got.Looks != want.Looks ||
+			math.Abs(g.PValue-w.PValue) > 1e-12 || g.Decision.NCanary != w.Decision.NCanary || g.Decision.NBaseline != w.Decision.NBaseline {
+			t.Errorf("deploy %s: Prometheus %v after %d looks (%s); embedded %v after %d looks (%s)",
+				d.ID, got.Verdict.Outcome, got.Looks, g.Sentence, want.Verdict.Outcome, want.Looks, w.Sentence)
+		}
+		if want.Verdict.Outcome == detector.Fail {
+			fails++
+		}
+	}
+	if fails == 0 || fails == len(deploys) {
+		t.Errorf("%d of %d deploys failed: the comparison needs both verdicts", fails, len(deploys))
+	}
+	t.Logf("%d deploys, %d failed, the same through both sources", len(deploys), fails)
+}

@@ -481,11 +481,11 @@ func (p *fileParser) file(root *yaml.Node) *File {
 
 // analysisSet records which analysis fields the file sets, and where.
 type analysisSet struct {
-	baseline                        *yaml.Node
-	baselineOK                      bool
-	lookback, window, step, season  *yaml.Node
-	lookbackOK, windowOK, stepOK    bool
-	seasonOK, seasonsOK, seasonsSet bool
+	baseline                       *yaml.Node
+	baselineOK                     bool
+	lookback, window, step, season *yaml.Node
+	lookbackOK, windowOK, stepOK   bool
+	seasonOK, seasonsOK            bool
 }
 
 func (p *fileParser) analysis(e entry, a *Analysis) analysisSet {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/prometheus/common/model"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
 	"gopkg.in/yaml.v3"
@@ -171,8 +172,8 @@ func (p *fileParser) matcherSet(text string, n *yaml.Node, s scope, field string
 	}
 	ok := true
 	for _, m := range ms {
-		if m.Name == labels.MetricName {
-			p.errorf(n, s, field, "must not match on %s: the selectors are added to every selector of every query", labels.MetricName)
+		if m.Name == model.MetricNameLabel {
+			p.errorf(n, s, field, "must not match on %s: the selectors are added to every selector of every query", model.MetricNameLabel)
 			ok = false
 			continue
 		}

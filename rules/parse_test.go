@@ -18,7 +18,11 @@ var update = flag.Bool("update", false, "rewrite testdata/*.bad.golden from the 
 func TestGoodFiles(t *testing.T) {
 	files := glob(t, "testdata/*.good.yaml")
 	files = append(files, glob(t, "../examples/*.yaml")...)
+	files = append(files, glob(t, "../examples/*/*.yaml")...)
 	for _, path := range files {
+		if strings.HasSuffix(path, ".test.yaml") {
+			continue // unit tests of rule files (rules/ruletest), not rule files
+		}
 		t.Run(filepath.Base(path), func(t *testing.T) {
 			f, errs := ParseFile(path)
 			for _, err := range errs {

@@ -38,6 +38,11 @@ lint: ## gofmt, go vet, staticcheck
 bench: ## statistics and store benchmarks (figures go to docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./detector/ ./collector/...
 
+.PHONY: bench-accuracy
+bench-accuracy: ## accuracy: immune vs reference detectors on NAB and Gaussian series (tables for docs/performance.md)
+	@mkdir -p bin
+	$(GO) run ./bench/accuracy -json bin/bench-accuracy.jsonl
+
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each
 	./scripts/fuzz.sh $(FUZZTIME)

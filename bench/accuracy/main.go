@@ -1,0 +1,199 @@
+// Command accuracy is the deploy-regression benchmark of
+// ../shared/bench/README.md: real NAB series with synthetic deploys, judged
+// by immune (analysis.Replay on the embedded store, the code path of
+// `immune backtest`) and by two reference detectors, Kayenta-style and
+// threshold-style; and the synthetic table, i.i.d. Gaussian series against
+// Wald's bound on the detection delay.
+//
+// The tables go to stdout in markdown, progress to stderr, and with -json
+// one line per deploy, case and detector to a file. The output is the same
+// on every run.
+//
+//	go run ./bench/accuracy [-nab DIR] [-json FILE]
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"time"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// config holds the flags.
+type config struct {
+	NAB           string
+	L, W          int
+	History       int
+	Alpha         float64
+	SkipIrregular bool
+	GaussSeries   int
+	GaussDeploys  int
+	GaussWindow   int
+	Seed          uint64
+	Workers       int
+	JSON          string
+	Only          string
+	Quiet         bool
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("accuracy", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var c config
+	fs.StringVar(&c.NAB, "nab", "../shared/bench/nab/data", "directory of the NAB CSV files (all *.csv under it)")
+	fs.IntVar(&c.L, "lookback", 48, "L: baseline samples before each deploy")
+	fs.IntVar(&c.W, "window", 24, "W: window samples after each deploy (NAB table)")
+	fs.IntVar(&c.History, "history", 0, "H: samples before each deploy's window that its copy keeps (at least L); 0 keeps all")
+	fs.Float64Var(&c.Alpha, "alpha", 0.01, "the rule's alpha")
+	irregular := fs.String("irregular", "clock", "deploys whose timestamps are irregular: clock (judge them on the regular clock of the file's median interval) or skip")
+	fs.IntVar(&c.GaussSeries, "gauss-series", 50, "synthetic Gaussian series")
+	fs.IntVar(&c.GaussDeploys, "gauss-deploys", 20, "deploys per synthetic series")
+	fs.IntVar(&c.GaussWindow, "gauss-window", 200, "W of the synthetic table")
+	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the synthetic series")
+	fs.IntVar(&c.Workers, "workers", min(2, runtime.GOMAXPROCS(0)), "series judged in parallel")
+	fs.StringVar(&c.JSON, "json", "", "write per-deploy details (JSON, one object per line) to this file")
+	fs.StringVar(&c.Only, "only", "", "run one table only: nab or gauss")
+	fs.BoolVar(&c.Quiet, "q", false, "no progress on stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "accuracy: "+format+"\n", a...)
+		return 2
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usage("unexpected argument %q", fs.Arg(0))
+	case c.L < 2 || c.W < 1 || c.GaussWindow < 1:
+		return usage("-lookback must be at least 2, -window and -gauss-window at least 1")
+	case c.History != 0 && c.History < c.L:
+		return usage("-history %d: must be 0 (all) or at least -lookback %d", c.History, c.L)
+	case !(c.Alpha > 0 && c.Alpha <= 0.5):
+		return usage("-alpha %v: must be in (0, 0.5]", c.Alpha)
+	case *irregular != "clock" && *irregular != "skip":
+		return usage("-irregular %q: must be clock or skip", *irregular)
+	case c.Only != "" && c.Only != "nab" && c.Only != "gauss":
+		return usage("-only %q: must be nab or gauss", c.Only)
+	case c.GaussSeries < 1 || c.GaussDeploys < 1:
+		return usage("-gauss-series and -gauss-deploys must be at least 1")
+	}
+	c.SkipIrregular = *irregular == "skip"
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := bench(ctx, c, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "accuracy: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// gaussPerUnit is how many synthetic series share a store.
+const gaussPerUnit = 5
+
+func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
+	start := time.Now()
+	logf := func(format string, a ...any) {
+		if !c.Quiet {
+			fmt.Fprintf(stderr, "%6.1fs  "+format+"\n", append([]any{time.Since(start).Seconds()}, a...)...)
+		}
+	}
+
+	var units []*unit
+	var nab *nabReport
+	if c.Only != "gauss" {
+		files, err := nabFiles(c.NAB)
+		if err != nil {
+			return err
+		}
+		p := params{L: c.L, W: c.W, History: c.History, Alpha: c.Alpha, Cases: nabCases, MADUnit: true,
+			References: true, SkipIrregular: c.SkipIrregular}
+		nab = &nabReport{Params: p}
+		for _, path := range files {
+			s, info, err := readNAB(c.NAB, path)
+			if err != nil {
+				return err
+			}
+			nab.Files = append(nab.Files, info)
+			units = append(units, &unit{Bench: "nab", Params: p, Series: []*series{s}})
+		}
+		logf("read %d NAB files from %s", len(files), c.NAB)
+	}
+	var gauss *gaussReport
+	if c.Only != "nab" {
+		p := params{L: c.L, W: c.GaussWindow, History: c.History, Alpha: c.Alpha, Cases: gaussCases}
+		gauss = &gaussReport{Params: p, Series: c.GaussSeries, Count: c.GaussDeploys}
+		n := c.GaussDeploys * (c.L + c.GaussWindow)
+		for i := 0; i < c.GaussSeries; i += gaussPerUnit {
+			u := &unit{Bench: "gauss", Params: p}
+			for j := i; j < min(i+gaussPerUnit, c.GaussSeries); j++ {
+				u.Series = append(u.Series, gaussSeries(c.Seed, j, n))
+			}
+			units = append(units, u)
+		}
+	}
+
+	done, deploys := 0, 0
+	progress := func(u *unit, recs []record, took time.Duration) {
+		done++
+		n := 0
+		for _, r := range recs {
+			if r.Detector == detImmune {
+				n++
+			}
+		}
+		deploys += n
+		name := u.Series[0].Name
+		if len(u.Series) > 1 {
+			name += fmt.Sprintf(" … %s", u.Series[len(u.Series)-1].Name)
+		}
+		logf("[%d/%d] %s: %d copies judged in %.1fs (%d in all)", done, len(units), name, n, took.Seconds(), deploys)
+	}
+	results, err := runAll(ctx, units, c.Workers, progress)
+	if err != nil {
+		return err
+	}
+
+	var nabRecs, gaussRecs []record
+	for i, u := range units {
+		if u.Bench == "nab" {
+			nabRecs = append(nabRecs, results[i]...)
+		} else {
+			gaussRecs = append(gaussRecs, results[i]...)
+		}
+	}
+	if nab != nil {
+		nab.Records = nabRecs
+		nab.write(stdout)
+	}
+	if gauss != nil {
+		gauss.Records = gaussRecs
+		gauss.write(stdout)
+	}
+	if c.JSON != "" {
+		f, err := os.Create(c.JSON)
+		if err != nil {
+			return err
+		}
+		if err := writeJSON(f, nabRecs, gaussRecs); err != nil {
+			f.Close()
+			return fmt.Errorf("write %s: %w", c.JSON, err)
+		}
+		if err := f.Close(); err != nil {
+			return err
+		}
+		logf("wrote %s", c.JSON)
+	}
+	logf("done in %s", time.Since(start).Round(time.Second))
+	return nil
+}

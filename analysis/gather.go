@@ -65,7 +65,10 @@ func Spans(a rules.Analysis, deployed, at time.Time) (canary Span, baseline []Sp
 // would fail every KPI alike, and for a cancelled ctx: the look cannot be
 // judged at all, and the caller decides what that means (a backtest
 // stops; a live analysis tries again at the next step).
-func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, at time.Time) ([]detector.KPI, error) {
+//
+// cal holds the calibrations of the KPIs (Calibrate), by name; a KPI
+// without one is judged with its test's p-value alone.
+func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, at time.Time, cal Calibrations) ([]detector.KPI, error) {
 	canary, baseline := Spans(f.Analysis, d.Time, at)
 	vars := rules.Vars{Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion, Deploy: d.ID}
 	if vars.Service == "" {
@@ -75,6 +78,7 @@ func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.D
 	for i := range f.KPIs {
 		rk := &f.KPIs[i]
 		k := kpiSpec(rk)
+		k.Calibration = cal[rk.Name]
 		err := gatherKPI(ctx, src, f, rk, vars, f.Analysis.Step, canary, baseline, &k)
 		if err != nil {
 			if ctx.Err() != nil {

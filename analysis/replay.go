@@ -25,17 +25,17 @@ type Decision struct {
 	// Looks is how many times the deploy was judged, and Planned how many
 	// looks the window holds.
 	Looks, Planned int
-	// LookAlpha is the alpha of each look (see Looks).
-	LookAlpha float64
+	// Alpha is the rule file's: the most the whole analysis may risk
+	// failing a harmless deploy, over every look and every KPI.
+	Alpha float64
 }
 
 // Explanation is the verdict's explanation, its first line saying at which
-// look it came and how the rule file's alpha was spread over the looks.
+// look it came.
 func (d Decision) Explanation() []string {
 	lines := d.Verdict.Explanation()
 	if len(lines) > 0 {
-		lines[0] = fmt.Sprintf("%s (look %d of %d, alpha %g spread over the looks)",
-			lines[0], d.Looks, d.Planned, d.LookAlpha*float64(d.Planned))
+		lines[0] = fmt.Sprintf("%s (look %d of %d, alpha %g over the window)", lines[0], d.Looks, d.Planned, d.Alpha)
 	}
 	return lines
 }
@@ -55,18 +55,24 @@ func Looks(a rules.Analysis) int {
 // instant only, and stops at the first fail. The verdict at an instant
 // never depends on data after it.
 //
-// Every look spends an equal share of the rule file's alpha
-// (Bonferroni over the looks): however often the analysis looks, the
-// chance of failing a harmless deploy stays at most alpha.
+// The KPIs are calibrated first, on the history before the deploy
+// (Calibrate); a calibrated KPI's p-value is valid over every look of the
+// window, an uncalibrated one's is multiplied by the number of looks
+// (Bonferroni). Either way the chance of failing a harmless deploy stays
+// at most the rule file's alpha, however often the analysis looks.
 //
 // progress, when not nil, is called after every look.
 func Replay(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, progress func(look int)) (Decision, error) {
 	a := f.Analysis
 	planned := Looks(a)
-	dec := Decision{Deploy: d, Planned: planned, LookAlpha: a.Alpha / float64(planned)}
+	dec := Decision{Deploy: d, Planned: planned, Alpha: a.Alpha}
+	cal, err := Calibrate(ctx, src, f, d)
+	if err != nil {
+		return Decision{}, err
+	}
 	for look := 1; look <= planned; look++ {
 		at := d.Time.Add(time.Duration(look) * a.Step)
-		v, err := JudgeAt(ctx, src, f, d, at, dec.LookAlpha)
+		v, err := JudgeAt(ctx, src, f, d, at, cal)
 		if err != nil {
 			return Decision{}, err
 		}
@@ -83,13 +89,13 @@ func Replay(ctx context.Context, src collector.Source, f *rules.File, d deploy.D
 }
 
 // JudgeAt gathers the KPIs of f for d as they stand at time at and judges
-// them at the given alpha.
-func JudgeAt(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, at time.Time, alpha float64) (detector.Verdict, error) {
-	kpis, err := Gather(ctx, src, f, d, at)
+// them, with the rule file's alpha spread over the window's looks.
+func JudgeAt(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, at time.Time, cal Calibrations) (detector.Verdict, error) {
+	kpis, err := Gather(ctx, src, f, d, at, cal)
 	if err != nil {
 		return detector.Verdict{}, err
 	}
-	v, err := detector.Judge(kpis, detector.JudgeOptions{Alpha: alpha})
+	v, err := detector.Judge(kpis, detector.JudgeOptions{Alpha: f.Analysis.Alpha, Looks: Looks(f.Analysis)})
 	if err != nil {
 		return detector.Verdict{}, fmt.Errorf("deploy %q: %w", d.ID, err)
 	}

@@ -81,7 +81,10 @@ kpis:
 `
 
 func TestReplayBefore(t *testing.T) {
-	from := t0.Add(-6 * time.Hour)
+	// A day of history: 289 samples up to the deploy, so 289 − 48 − 24 + 1
+	// = 218 placebo deploys with a 4h
+	// lookback and a 2h window, all before the deploy.
+	from := t0.Add(-24 * time.Hour)
 	tests := []struct {
 		name      string
 		shift     float64
@@ -95,7 +98,7 @@ func TestReplayBefore(t *testing.T) {
 	f := parseRules(t, beforeRules)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			src := store(t, series(from, 6*12+24+1, noise(1, from, 100, 5, tt.shift), "__name__", "conversion"))
+			src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, tt.shift), "__name__", "conversion"))
 			dec, err := Replay(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -106,8 +109,11 @@ func TestReplayBefore(t *testing.T) {
 			if tt.wantLooks != 0 && dec.Looks != tt.wantLooks {
 				t.Errorf("looks %d, want %d", dec.Looks, tt.wantLooks)
 			}
-			if dec.Planned != 24 || dec.LookAlpha != 0.01/24 {
-				t.Errorf("planned %d look alpha %v, want 24 and %v", dec.Planned, dec.LookAlpha, 0.01/24)
+			if dec.Planned != 24 || dec.Alpha != 0.01 {
+				t.Errorf("planned %d alpha %v, want 24 and 0.01", dec.Planned, dec.Alpha)
+			}
+			if k := dec.Verdict.KPIs[0]; k.Placebos != 218 {
+				t.Errorf("calibrated on %d placebos, want 218: %s", k.Placebos, k.Sentence)
 			}
 			if tt.want == detector.Fail {
 				if !dec.DecidedAt.Equal(dec.At) || dec.Looks >= 24 {
@@ -127,11 +133,11 @@ func TestReplayBefore(t *testing.T) {
 // TestNoLookAhead: the verdict at every look is the same whether or not
 // the store holds the data after that look.
 func TestNoLookAhead(t *testing.T) {
-	from := t0.Add(-6 * time.Hour)
+	from := t0.Add(-24 * time.Hour)
 	f := parseRules(t, beforeRules)
 	d := deploy.Deploy{ID: "d1", Time: t0}
 	for _, shift := range []float64{0, -8} {
-		full := series(from, 6*12+24+1, noise(3, from, 100, 5, shift), "__name__", "conversion")
+		full := series(from, 24*12+24+1, noise(3, from, 100, 5, shift), "__name__", "conversion")
 		all := store(t, full)
 		// Each look needs a store of its own (opening one takes a while):
 		// the first looks, where the samples are few, and spread to the last.
@@ -144,16 +150,25 @@ func TestNoLookAhead(t *testing.T) {
 					cut.Samples = append(cut.Samples, s)
 				}
 			}
-			want, err := JudgeAt(context.Background(), all, f, d, at, 0.01)
+			wantCal, err := Calibrate(context.Background(), all, f, d)
 			if err != nil {
 				t.Fatal(err)
 			}
-			got, err := JudgeAt(context.Background(), store(t, cut), f, d, at, 0.01)
+			want, err := JudgeAt(context.Background(), all, f, d, at, wantCal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cutStore := store(t, cut)
+			gotCal, err := Calibrate(context.Background(), cutStore, f, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := JudgeAt(context.Background(), cutStore, f, d, at, gotCal)
 			if err != nil {
 				t.Fatal(err)
 			}
 			w, g := want.KPIs[0], got.KPIs[0]
-			if got.Outcome != want.Outcome || g.PValue != w.PValue || g.Effect != w.Effect {
+			if got.Outcome != want.Outcome || g.PValue != w.PValue || g.Effect != w.Effect || g.Placebos != w.Placebos || g.Placebos == 0 {
 				t.Fatalf("shift %v, look %d: with data up to the look %v p=%v effect=%v; with all data %v p=%v effect=%v",
 					shift, look, got.Outcome, g.PValue, g.Effect, want.Outcome, w.PValue, w.Effect)
 			}
@@ -299,7 +314,7 @@ kpis:
 		series(from, n, noise(2, from, 10, 1, 0), "__name__", "per_instance", "instance", "b"),
 		series(from, n, noise(3, from, 10, 1, 0), "__name__", "fine"),
 	)
-	v, err := JudgeAt(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, t0.Add(30*time.Minute), 0.01)
+	v, err := JudgeAt(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, t0.Add(30*time.Minute), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +343,7 @@ func TestGatherCancelled(t *testing.T) {
 	src := store(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Gather(ctx, src, f, deploy.Deploy{ID: "d1", Time: t0}, t0.Add(step)); err == nil {
+	if _, err := Gather(ctx, src, f, deploy.Deploy{ID: "d1", Time: t0}, t0.Add(step), nil); err == nil {
 		t.Fatal("no error from a cancelled context")
 	}
 }

@@ -31,8 +31,12 @@ type KPIReport struct {
 	Test     string           `json:"test"`
 	// Alternative is the decision test's, the bad direction.
 	Alternative string `json:"alternative"`
+	// PValue is valid over the window: calibrated against Placebos
+	// placebo deploys, or the test's times Looks.
 	PValue      number `json:"p_value"`
 	Threshold   number `json:"threshold"`
+	Placebos    int    `json:"placebos"`
+	Looks       int    `json:"looks,omitempty"`
 	Baseline    number `json:"baseline"`
 	Canary      number `json:"canary"`
 	// NBaseline and NCanary are the sample sizes (trials for proportions).
@@ -63,7 +67,7 @@ type Report struct {
 	At        time.Time        `json:"evaluated_at"`
 	Looks     int              `json:"looks"`
 	Planned   int              `json:"planned_looks"`
-	LookAlpha float64          `json:"look_alpha"`
+	Alpha     float64          `json:"alpha"`
 	KPIs      []KPIReport      `json:"kpis"`
 }
 
@@ -72,7 +76,7 @@ func (d Decision) Report() Report {
 	r := Report{
 		ID: d.Deploy.ID, Service: d.Deploy.Service, Version: d.Deploy.Version, Time: d.Deploy.Time.UTC(),
 		Verdict: d.Verdict.Outcome, Reason: d.Verdict.Reason, At: d.At.UTC(),
-		Looks: d.Looks, Planned: d.Planned, LookAlpha: d.LookAlpha,
+		Looks: d.Looks, Planned: d.Planned, Alpha: d.Alpha,
 		KPIs: make([]KPIReport, 0, len(d.Verdict.KPIs)),
 	}
 	if !d.DecidedAt.IsZero() {
@@ -83,7 +87,7 @@ func (d Decision) Report() Report {
 		kr := KPIReport{
 			Name: k.Name, Verdict: k.Outcome, Critical: k.Critical, Weight: k.Weight,
 			Bad: k.Bad.String(), Test: k.Test.String(), Alternative: k.Alternative.String(),
-			PValue: number(k.PValue), Threshold: number(k.Threshold),
+			PValue: number(k.PValue), Threshold: number(k.Threshold), Placebos: k.Placebos, Looks: k.Looks,
 			Baseline: number(k.BaselineLevel), Canary: number(k.CanaryLevel),
 			NBaseline: number(math.NaN()), NCanary: number(math.NaN()),
 			Estimate: number(k.Effect), CILow: number(k.EffectLow), CIHigh: number(k.EffectHigh),

@@ -65,8 +65,18 @@ func sentence(kv KPIVerdict, correction string, n int) string {
 		}
 	}
 	fmt.Fprintf(&b, ", p=%s %s %s", p, cmp, t)
+	var how []string
+	switch {
+	case kv.Placebos > 0:
+		how = append(how, fmt.Sprintf("against %d placebo deploys", kv.Placebos))
+	case kv.Looks > 1:
+		how = append(how, fmt.Sprintf("×%d looks", kv.Looks))
+	}
 	if correction != "" {
-		fmt.Fprintf(&b, " (%s, %d KPIs)", correction, n)
+		how = append(how, fmt.Sprintf("%s, %d KPIs", correction, n))
+	}
+	if len(how) > 0 {
+		fmt.Fprintf(&b, " (%s)", strings.Join(how, "; "))
 	}
 	switch {
 	case kv.Outcome == Fail && kv.Critical:

@@ -57,6 +57,12 @@ type JudgeOptions struct {
 	// critical KPIs fail it alone. Zero means 1: with default weights,
 	// any failing KPI fails the deploy.
 	FailWeight float64
+	// Looks is how many times the deploy is judged over its window (zero
+	// means 1). The p-value of a KPI without a Calibration is multiplied
+	// by it (Bonferroni over the looks), so that judging at every look
+	// keeps the chance of failing a harmless deploy at most Alpha; a
+	// calibrated KPI's p-value already accounts for every look.
+	Looks int
 }
 
 // KPIVerdict is the judgement of one KPI, with the numbers behind it.
@@ -72,9 +78,10 @@ type KPIVerdict struct {
 	Alternative Alternative
 	// Decision is the decision test's result; nil when it could not run.
 	Decision *Result
-	// PValue is the decision test's p-value (NaN when it could not run),
-	// Threshold what it had to be at most to count (weighted Holm), and
-	// Significant whether it was.
+	// PValue is the KPI's p-value over the window (NaN when it could not
+	// be had): the calibrated p-value, or the decision test's multiplied
+	// by the looks. Threshold is what it had to be at most to count
+	// (weighted Holm), and Significant whether it was.
 	PValue      float64
 	Threshold   float64
 	Significant bool
@@ -91,6 +98,9 @@ type KPIVerdict struct {
 	Relative                      bool
 	RelEffect, RelLow, RelHigh    float64
 	MinEffect                     MinEffect
+	// Placebos is the size of the calibration (0: not calibrated), and
+	// Looks the Bonferroni factor of an uncalibrated p-value.
+	Placebos, Looks int
 	// Reason says, in words, why the outcome is what it is.
 	Reason string
 	// Sentence is the explanation in one line, numbers included.
@@ -179,9 +189,15 @@ func Judge(kpis []KPI, opt JudgeOptions) (Verdict, error) {
 		}
 	}
 
+	looks := max(opt.Looks, 1)
+	totalWeight := 0.0
+	for _, k := range kpis {
+		totalWeight += k.weight()
+	}
 	v := Verdict{Alpha: opt.Alpha, FailWeight: failWeight, KPIs: make([]KPIVerdict, len(kpis))}
 	for i, k := range kpis {
 		v.KPIs[i] = evaluate(k, conf)
+		windowP(&v.KPIs[i], k, looks, opt.Alpha*k.weight()/totalWeight)
 	}
 	v.Correction = holm(v.KPIs, opt.Alpha)
 	for i := range v.KPIs {
@@ -240,6 +256,31 @@ func evaluate(k KPI, conf float64) KPIVerdict {
 	}
 	kv.setRelative()
 	return kv
+}
+
+// windowP turns the test's p-value at this look into one valid over the
+// whole window: the conformal p-value of the KPI's calibration, or the
+// p-value times the looks. A calibration too small ever to reach the KPI's
+// first Holm threshold (its share firstAlpha of alpha) makes the KPI
+// inconclusive: it could never fail, so it must not pass either.
+func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
+	if math.IsNaN(kv.PValue) {
+		return
+	}
+	if c := k.Calibration; c != nil && !k.HasCounts {
+		kv.Placebos = c.N()
+		if c.MinP() > firstAlpha {
+			need := PlacebosFor(firstAlpha)
+			kv.Reason = fmt.Sprintf("too little history to calibrate: %d placebo deploys, need %d, that is %d steps of history before the deploy",
+				c.N(), need, need+c.Lookback+c.Window-1)
+			kv.PValue = math.NaN()
+			return
+		}
+		kv.PValue = c.P(Statistic(k.Baseline, k.Canary, k.Bad))
+		return
+	}
+	kv.Looks = looks
+	kv.PValue = math.Min(1, kv.PValue*float64(looks))
 }
 
 func (kv *KPIVerdict) setRelative() {

@@ -108,6 +108,12 @@ type KPI struct {
 	HasCounts                    bool
 	CanaryCounts, BaselineCounts Counts
 
+	// Calibration, when set, replaces the test's p-value by the conformal
+	// p-value of the running maximum of the Mann-Whitney z (Statistic)
+	// against the placebo deploys of the KPI's own history: Canary and
+	// Baseline must then be in time order. Continuous KPIs only.
+	Calibration *Calibration
+
 	// Missing, when set, says why the KPI's data could not be had (the
 	// query failed, returned nothing, or more than one series); the KPI is
 	// then inconclusive with that reason and no test runs.

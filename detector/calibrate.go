@@ -1,0 +1,159 @@
+package detector
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// Calibration is what a KPI's statistic does at harmless deploys of its own
+// past: for placebo deploys in the history before the real one (every
+// point of the history with a full lookback before it and a full window
+// after it, all before the deploy), the largest value the statistic
+// reached over the window. A real deploy's statistic is judged against
+// these maxima instead of a textbook distribution, so the drift, daily
+// cycles, bursts and autocorrelation of the KPI are in the null
+// distribution, and looking at every step of the window costs nothing
+// extra: the placebos were looked at every step too.
+type Calibration struct {
+	// Maxima are the placebos' window maxima, in increasing order.
+	Maxima []float64
+	// Lookback and Window are the sizes, in steps, the placebos had.
+	Lookback, Window int
+}
+
+// MaxPlacebos bounds the placebos of a calibration by default: a longer
+// history is sampled with a stride. Calibrate takes a larger bound where a
+// KPI's share of alpha needs more placebos (PlacebosFor).
+const MaxPlacebos = 2000
+
+// PlacebosFor is the number of placebos a calibration needs before its
+// p-value can reach a: 1/(N+1) ≤ a.
+func PlacebosFor(a float64) int {
+	if !(a > 0) {
+		return math.MaxInt32
+	}
+	return int(math.Ceil(1/a-1e-9)) - 1
+}
+
+// Calibrate builds the calibration of a continuous KPI from its history:
+// its values at each step before the deploy, oldest first, non-finite
+// values left out by the caller. Placebo deploys are placed at every point
+// of the history (or every stride-th, beyond max placebos; max ≤ 0 means
+// MaxPlacebos) that has lookback values before it and window values after
+// it.
+func Calibrate(history []float64, lookback, window int, bad Direction, max int) Calibration {
+	if max <= 0 {
+		max = MaxPlacebos
+	}
+	c := Calibration{Lookback: lookback, Window: window}
+	if lookback < 1 || window < 1 {
+		return c
+	}
+	n := len(history) - lookback - window + 1
+	if n <= 0 {
+		return c
+	}
+	stride := (n + max - 1) / max
+	var tr trajectory
+	// The most recent placebos first: with a stride, the history closest
+	// to the deploy is the one kept.
+	for p := len(history) - window; p >= lookback; p -= stride {
+		m := math.Inf(-1)
+		for _, z := range tr.run(history[p-lookback:p], history[p:p+window], bad) {
+			m = math.Max(m, z)
+		}
+		c.Maxima = append(c.Maxima, m)
+	}
+	sort.Float64s(c.Maxima)
+	return c
+}
+
+// N is the number of placebos.
+func (c Calibration) N() int { return len(c.Maxima) }
+
+// P is the conformal p-value of a window maximum m: the share of the
+// placebos, and the deploy itself, whose maximum is at least m,
+// (1 + #{placebos ≥ m}) / (N + 1). If the deploy is exchangeable with its
+// placebos, P(P ≤ a) ≤ a for every a: looking at every step and stopping
+// at the first P ≤ alpha fails a harmless deploy with probability at most
+// alpha.
+func (c Calibration) P(m float64) float64 {
+	i := sort.SearchFloat64s(c.Maxima, m) // first placebo ≥ m
+	return float64(1+len(c.Maxima)-i) / float64(len(c.Maxima)+1)
+}
+
+// MinP is the smallest p-value the calibration can give: 1/(N+1).
+func (c Calibration) MinP() float64 { return 1 / float64(len(c.Maxima)+1) }
+
+// Statistic returns the running maximum, over the canary's samples so far,
+// of the oriented Mann-Whitney z of the canary against the baseline: the
+// statistic the placebos of Calibrate were measured with.
+func Statistic(baseline, canary []float64, bad Direction) float64 {
+	var tr trajectory
+	m := math.Inf(-1)
+	for _, z := range tr.run(baseline, canary, bad) {
+		m = math.Max(m, z)
+	}
+	return m
+}
+
+// trajectory computes the Mann-Whitney z of a growing canary against a
+// fixed baseline, after each canary value, with the tie-corrected variance
+// and without continuity correction, oriented so that large is bad:
+// z for increase, −z for decrease, |z| for either. It reuses its buffers.
+type trajectory struct {
+	sorted []float64
+	ties   map[float64]int
+	out    []float64
+}
+
+func (t *trajectory) run(baseline, canary []float64, bad Direction) []float64 {
+	t.sorted = append(t.sorted[:0], baseline...)
+	sort.Float64s(t.sorted)
+	if t.ties == nil {
+		t.ties = map[float64]int{}
+	}
+	clear(t.ties)
+	tieSum := 0.0 // Σ (c³ − c) over the tie groups of the combined sample
+	add := func(x float64) {
+		c := float64(t.ties[x])
+		tieSum += 3*c*c + 3*c // (c+1)³ − (c+1) − (c³ − c)
+		t.ties[x]++
+	}
+	for _, y := range baseline {
+		add(y)
+	}
+	nb := float64(len(baseline))
+	u := 0.0
+	t.out = t.out[:0]
+	for k, x := range canary {
+		lo := sort.SearchFloat64s(t.sorted, x)
+		hi := lo
+		for hi < len(t.sorted) && t.sorted[hi] == x {
+			hi++
+		}
+		u += float64(lo) + 0.5*float64(hi-lo)
+		add(x)
+		nc := float64(k + 1)
+		n := nc + nb
+		v := nc * nb / 12 * ((n + 1) - tieSum/(n*(n-1)))
+		z := 0.0
+		if v > 0 {
+			z = (u - nc*nb/2) / math.Sqrt(v)
+		}
+		switch bad {
+		case Decrease:
+			z = -z
+		case Either:
+			z = math.Abs(z)
+		}
+		t.out = append(t.out, z)
+	}
+	return t.out
+}
+
+// String describes the calibration for explanations.
+func (c Calibration) String() string {
+	return fmt.Sprintf("%d placebo deploys", len(c.Maxima))
+}

@@ -66,4 +66,3 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	}
 	return cal, nil
 }
-

@@ -33,12 +33,12 @@ type KPIReport struct {
 	Alternative string `json:"alternative"`
 	// PValue is valid over the window: calibrated against Placebos
 	// placebo deploys, or the test's times Looks.
-	PValue      number `json:"p_value"`
-	Threshold   number `json:"threshold"`
-	Placebos    int    `json:"placebos"`
-	Looks       int    `json:"looks,omitempty"`
-	Baseline    number `json:"baseline"`
-	Canary      number `json:"canary"`
+	PValue    number `json:"p_value"`
+	Threshold number `json:"threshold"`
+	Placebos  int    `json:"placebos"`
+	Looks     int    `json:"looks,omitempty"`
+	Baseline  number `json:"baseline"`
+	Canary    number `json:"canary"`
 	// NBaseline and NCanary are the sample sizes (trials for proportions).
 	NBaseline number `json:"n_baseline"`
 	NCanary   number `json:"n_canary"`

@@ -84,6 +84,9 @@ func sentence(kv KPIVerdict, correction string, n int) string {
 	case kv.Outcome == Pass && kv.Reason != "":
 		b.WriteString(": ")
 		b.WriteString(kv.Reason)
+		if !math.IsNaN(kv.MDE) {
+			fmt.Fprintf(&b, "; it could have detected a change of %s", formatSize(&kv, kv.MDE))
+		}
 	}
 	return b.String()
 }

@@ -101,6 +101,11 @@ type KPIVerdict struct {
 	// Placebos is the size of the calibration (0: not calibrated), and
 	// Looks the Bonferroni factor of an uncalibrated p-value.
 	Placebos, Looks int
+	// MDE is the smallest change (in the KPI's unit, as Effect) that the
+	// data could have detected, with 80% power at the KPI's threshold; NaN
+	// where it was not computed (failing KPIs, ks). RelMDE is MDE as a
+	// fraction of |BaselineLevel|, when Relative.
+	MDE, RelMDE float64
 	// Reason says, in words, why the outcome is what it is.
 	Reason string
 	// Sentence is the explanation in one line, numbers included.
@@ -202,6 +207,7 @@ func Judge(kpis []KPI, opt JudgeOptions) (Verdict, error) {
 	v.Correction = holm(v.KPIs, opt.Alpha)
 	for i := range v.KPIs {
 		decide(&v.KPIs[i])
+		guardPower(&v.KPIs[i], kpis[i])
 		v.KPIs[i].Sentence = sentence(v.KPIs[i], v.Correction, len(kpis))
 	}
 	summarize(&v)
@@ -215,7 +221,7 @@ func evaluate(k KPI, conf float64) KPIVerdict {
 	kv := KPIVerdict{
 		Name: k.Name, Critical: k.Critical, Weight: k.weight(), Bad: k.Bad,
 		Test: t, Alternative: alternative(t, k.Bad), MinEffect: k.MinEffect,
-		PValue: math.NaN(), Threshold: math.NaN(), Confidence: conf,
+		PValue: math.NaN(), Threshold: math.NaN(), Confidence: conf, MDE: math.NaN(), RelMDE: math.NaN(),
 		Effect: math.NaN(), EffectLow: math.NaN(), EffectHigh: math.NaN(),
 		RelEffect: math.NaN(), RelLow: math.NaN(), RelHigh: math.NaN(),
 	}

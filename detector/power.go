@@ -1,0 +1,143 @@
+package detector
+
+import (
+	"fmt"
+	"math"
+	"sort"
+)
+
+// zPower is the normal quantile of the power the minimum detectable
+// effect is stated at: 80%.
+const zPower = 0.8416212335729143
+
+// guardPower sets the minimum detectable effect of a KPI that did not fail
+// and, where the KPI has a min_effect that the data could not have
+// detected, turns its pass into inconclusive: too little data is never a
+// pass.
+func guardPower(kv *KPIVerdict, k KPI) {
+	if kv.Outcome != Pass || math.IsNaN(kv.Threshold) {
+		return
+	}
+	mde := minDetectable(kv, k)
+	if math.IsNaN(mde) || math.IsInf(mde, 0) {
+		if math.IsInf(mde, 1) && kv.MinEffect.Value > 0 {
+			kv.Outcome = Inconclusive
+			kv.Reason = fmt.Sprintf("too little data to detect min_effect %s: no change could have been detected", kv.MinEffect)
+		}
+		return
+	}
+	kv.MDE = mde
+	if kv.Relative {
+		kv.RelMDE = mde / math.Abs(kv.BaselineLevel)
+	}
+	m := kv.MinEffect
+	if m.Value == 0 {
+		return
+	}
+	size := mde
+	if m.Relative {
+		if !kv.Relative {
+			return
+		}
+		size = kv.RelMDE
+	}
+	if size > m.Value {
+		kv.Outcome = Inconclusive
+		kv.Reason = fmt.Sprintf("too little data to detect min_effect %s: the smallest change it could have detected (80%% power) is %s",
+			m, formatSize(kv, mde))
+	}
+}
+
+func formatSize(kv *KPIVerdict, x float64) string {
+	if kv.Relative {
+		return formatPercent(100 * x / math.Abs(kv.BaselineLevel))
+	}
+	return formatNumber(x)
+}
+
+// minDetectable is the smallest change of the KPI, in its unit, that its
+// decision would have caught with 80% power at its threshold, from normal
+// approximations: +Inf when no change could have been, NaN when it is not
+// computed.
+func minDetectable(kv *KPIVerdict, k KPI) float64 {
+	thr := kv.Threshold
+	if kv.Looks > 1 {
+		thr /= float64(kv.Looks) // the per-look level of an uncalibrated KPI
+	}
+	if kv.Bad == Either {
+		thr /= 2
+	}
+	switch {
+	case k.HasCounts:
+		cb, cc := k.BaselineCounts, k.CanaryCounts
+		if cb.Trials == 0 || cc.Trials == 0 {
+			return math.Inf(1)
+		}
+		p := cb.Events / cb.Trials
+		if p == 0 {
+			p = 0.5 / cb.Trials // no event yet: half an event's worth of rate
+		}
+		se := math.Sqrt(p * (1 - p) * (1/cc.Trials + 1/cb.Trials))
+		return (mwQnorm(thr, false) + zPower) * se
+	case kv.Test == KSTest:
+		return math.NaN()
+	}
+	nc, nb := float64(len(k.Canary)), float64(len(k.Baseline))
+	if nc == 0 || nb < 2 {
+		return math.Inf(1)
+	}
+	sigma := robustScale(k.Baseline)
+	if sigma == 0 {
+		return math.NaN() // a constant baseline: any change shows
+	}
+	var crit float64
+	if c := k.Calibration; c != nil && kv.Placebos > 0 {
+		crit = c.critical(kv.Threshold)
+		if math.IsInf(crit, 1) {
+			return math.Inf(1)
+		}
+	} else {
+		crit = mwQnorm(thr, false)
+	}
+	if kv.Test == WelchTest {
+		return (crit + zPower) * sigma * math.Sqrt(1/nc+1/nb)
+	}
+	// Mann-Whitney: a shift δ of normal data moves z by about
+	// δ/σ·sqrt(3·nc·nb/(π·(N+1))).
+	return (crit + zPower) * sigma * math.Sqrt(math.Pi*(nc+nb+1)/(3*nc*nb))
+}
+
+// critical is the smallest window maximum whose p-value is at most a.
+func (c Calibration) critical(a float64) float64 {
+	n := len(c.Maxima)
+	// P(m) = (1 + #{≥ m})/(n+1) ≤ a needs #{≥ m} ≤ a(n+1) − 1 =: r.
+	r := int(math.Floor(a*float64(n+1)+1e-9)) - 1
+	if r < 0 {
+		return math.Inf(1)
+	}
+	if r >= n {
+		return math.Inf(-1)
+	}
+	// m just above the (r+1)-th largest maximum.
+	return math.Nextafter(c.Maxima[n-1-r], math.Inf(1))
+}
+
+// robustScale is 1.4826 × the median absolute deviation, or the standard
+// deviation when the MAD is 0 (mostly-constant data with outliers).
+func robustScale(xs []float64) float64 {
+	s := append([]float64(nil), xs...)
+	sort.Float64s(s)
+	med := median(s)
+	for i, x := range s {
+		s[i] = math.Abs(x - med)
+	}
+	if mad := 1.4826 * median(s); mad > 0 {
+		return mad
+	}
+	m := mean(xs)
+	ss := 0.0
+	for _, x := range xs {
+		ss += (x - m) * (x - m)
+	}
+	return math.Sqrt(ss / float64(len(xs)-1))
+}

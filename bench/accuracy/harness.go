@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -70,8 +71,10 @@ type record struct {
 	// S is the deploy's scale, 1.4826 × MAD of its lookback.
 	S         float64 `json:"s"`
 	Irregular bool    `json:"irregular,omitempty"`
-	// Reason explains immune's verdict (the deciding KPI's sentence) and
-	// why a deploy was skipped.
+	// PValue is immune's p-value of the KPI at the deciding look.
+	PValue *float64 `json:"p_value,omitempty"`
+	// Reason explains immune's verdict (the KPI's sentence at the
+	// deciding look) and why a deploy was skipped.
 	Reason string `json:"reason,omitempty"`
 }
 
@@ -175,7 +178,12 @@ func judgeImmune(ctx context.Context, src collector.Source, c *benchCopy, p para
 	}
 	r.Reason = dec.Verdict.Reason
 	if len(dec.Verdict.KPIs) > 0 {
-		r.Reason = dec.Verdict.KPIs[0].Sentence
+		k := dec.Verdict.KPIs[0]
+		r.Reason = k.Sentence
+		if !math.IsNaN(k.PValue) {
+			p := k.PValue
+			r.PValue = &p
+		}
 	}
 	return r, nil
 }

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/model"
 )
 
 // tally counts one detector's decisions on one case.
@@ -159,27 +161,28 @@ func (n *nabReport) write(w io.Writer) {
 	}
 	var stepList []string
 	for _, st := range slices.Sorted(maps.Keys(steps)) {
-		stepList = append(stepList, fmt.Sprintf("%v for %d", st, steps[st]))
+		stepList = append(stepList, fmt.Sprintf("%s for %d", model.Duration(st), steps[st]))
 	}
 
 	fmt.Fprintf(w, "### Deploy regressions on NAB series\n\n")
-	fmt.Fprintf(w, "%d series, L = %d, W = %d samples, alpha %g, rule `bad: increase`, baseline `before`. "+
+	head := fmt.Sprintf("%d series, L = %d, W = %d samples, alpha %g, rule `bad: increase`, baseline `before`. "+
 		"%d deploys judged, each in %d cases; skipped: %d with a flat lookback (s = 0)",
 		len(n.Files), p.L, p.W, p.Alpha, judged, len(p.Cases), flat)
 	if p.SkipIrregular {
-		fmt.Fprintf(w, ", %d spanning irregular timestamps", irregularSkipped)
+		head += fmt.Sprintf(", %d spanning irregular timestamps", irregularSkipped)
 	}
-	fmt.Fprintf(w, ". Sampling interval Δ (the median interval of each file): %s. ", strings.Join(stepList, ", "))
+	notes := []string{head + ".", fmt.Sprintf("Sampling interval Δ (the median interval of each file): %s.", strings.Join(stepList, ", "))}
 	if !p.SkipIrregular {
-		fmt.Fprintf(w, "%d files have other intervals (gaps, jitter): every file is put on a regular clock of its Δ, "+
-			"so each deploy has exactly L baseline and W window samples; %d of the judged deploys span such an interval. ",
-			irrFiles, irregular)
+		notes = append(notes, fmt.Sprintf("%d files have other intervals (gaps, jitter): every file is put on a regular clock of its Δ, "+
+			"so each deploy has exactly L baseline and W window samples; %d of the judged deploys span such an interval.",
+			irrFiles, irregular))
 	}
 	if dupFiles > 0 {
-		fmt.Fprintf(w, "%d files repeat timestamps (the hour daylight saving time repeats): immune's CSV loader keeps the later row (%d rows dropped). ",
-			dupFiles, dupRows)
+		notes = append(notes, fmt.Sprintf("%d files repeat timestamps: immune's CSV loader keeps the later row (%d rows dropped).",
+			dupFiles, dupRows))
 	}
-	fmt.Fprintf(w, "\n\nfail: share of the deploys judged fail (for null, the false rollback rate). "+
+	fmt.Fprintf(w, "%s\n\n", strings.Join(notes, " "))
+	fmt.Fprintf(w, "fail: share of the deploys judged fail (for null, the false rollback rate). "+
 		"delay: median over the failed deploys of the window samples seen when failing "+
 		"(deploy time = sample t−1; failing on the first changed sample t is delay 1).\n\n")
 
@@ -214,6 +217,21 @@ func (n *nabReport) write(w io.Writer) {
 			continue
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", g, im.N, pct(im.failRate()), pct(ka.failRate()), pct(th.failRate()))
+	}
+
+	var irr [3]tally
+	for _, r := range n.Records {
+		if r.Irregular && r.Case == null {
+			for i, d := range []string{detImmune, detKayenta, detThreshold} {
+				if r.Detector == d {
+					irr[i].add(r)
+				}
+			}
+		}
+	}
+	if irr[0].N > 0 {
+		fmt.Fprintf(w, "\nOf these, the %d null deploys spanning irregular timestamps: immune %s, Kayenta-style %s, threshold-style %s.\n",
+			irr[0].N, pct(irr[0].failRate()), pct(irr[1].failRate()), pct(irr[2].failRate()))
 	}
 
 	perSeries := tallies(n.Records, func(s string) string { return s })
@@ -274,6 +292,7 @@ func (g *gaussReport) write(w io.Writer) {
 		"((1−β)·ln((1−β)/α) + β·ln(β/(1−α))) / (δ²/2). Delays are over the detected deploys.\n\n",
 		g.Series, g.Count, p.L, p.W, p.Alpha, p.Alpha, waldBeta)
 	m := tallies(g.Records, nil)
+	var missed []string
 	fmt.Fprintf(w, "| case | deploys | immune: fail | immune: inconclusive | mean delay | median delay | Wald's bound | mean delay / bound |\n")
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, c := range p.Cases {
@@ -288,6 +307,14 @@ func (g *gaussReport) write(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", caseLabel(c.Name), t.N,
 			pct(t.failRate()), pct(t.inconclusiveRate()), num(t.meanDelay(), 1), num(t.medianDelay(), 1), bound, mult)
+		if c.Shift > 0 && t.failRate() < 1-waldBeta {
+			missed = append(missed, c.Name)
+		}
+	}
+	if len(missed) > 0 {
+		fmt.Fprintf(w, "\nWald's bound is for tests that miss at most %g%% of the shifts; immune caught fewer than %g%% of %s within W = %d samples, "+
+			"and a mean delay over the caught deploys only understates the delay (the misses would count at more than W).\n",
+			100*waldBeta, 100*(1-waldBeta), strings.Join(missed, ", "), p.W)
 	}
 	fmt.Fprintln(w)
 }

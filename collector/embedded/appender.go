@@ -89,6 +89,7 @@ func (a *Appender) commit() error {
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("embedded: commit: %w", err)
 	}
+	a.s.compactSoon()
 	return nil
 }
 
@@ -113,9 +114,10 @@ func (a *Appender) Rollback() error {
 // metric name. Samples may come in any order; two samples of a series at
 // the same time must have the same value (then one is stored).
 //
-// The TSDB checks a sample against stored ones when it is appended, except
-// out-of-order samples that repeat a stored time: those it drops at commit
-// (the stored value stays) without saying so.
+// The TSDB checks a sample against the stored ones when it is appended,
+// except an out-of-order sample (older than the series' newest) at a time
+// already stored: that one is taken without a word, and which of the two
+// values a query sees is the TSDB's business (today: the later write).
 func (s *Store) Write(ctx context.Context, series []collector.Series) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -165,6 +167,7 @@ func (s *Store) Write(ctx context.Context, series []collector.Series) error {
 	if err := app.Commit(); err != nil {
 		return fmt.Errorf("embedded: write: commit: %w", err)
 	}
+	s.compactSoon()
 	return nil
 }
 

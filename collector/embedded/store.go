@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
 	"strings"
@@ -20,7 +21,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/promql"
+	"github.com/prometheus/prometheus/promql/parser"
+	"github.com/prometheus/prometheus/storage"
 	"github.com/prometheus/prometheus/tsdb"
+	"github.com/prometheus/prometheus/tsdb/chunks"
 
 	"github.com/immune-project/immune/collector"
 )
@@ -34,8 +38,14 @@ const (
 	// ingestion): a sample is accepted if it is at most this much older
 	// than the newest sample in the store.
 	DefaultOutOfOrderWindow = 100 * 365 * 24 * time.Hour
-	// DefaultBlockDuration is the TSDB's block size (Prometheus's).
+	// DefaultBlockDuration is the TSDB's smallest block with a Dir
+	// (Prometheus's).
 	DefaultBlockDuration = 2 * time.Hour
+	// EphemeralBlockDuration is the block size without a Dir: a block
+	// wider than any history, so that nothing is ever compacted. Loading
+	// history then takes about a third of the time (no blocks written,
+	// no out-of-order chunks), and queries read one head.
+	EphemeralBlockDuration = 100 * 365 * 24 * time.Hour
 	// DefaultQueryTimeout bounds one query's evaluation (Prometheus's).
 	DefaultQueryTimeout = 2 * time.Minute
 	// DefaultMaxSamples bounds the samples one query may hold in memory
@@ -65,9 +75,11 @@ type Options struct {
 	// samples newer than its last, and the store as a whole only takes
 	// samples newer than an hour before its newest one).
 	OutOfOrderWindow time.Duration
-	// BlockDuration is the span of the TSDB's smallest block, default
-	// DefaultBlockDuration. Blocks are compacted up to 31 days (or a
-	// tenth of Retention if smaller), as Prometheus does.
+	// BlockDuration is the span of the TSDB's smallest block: default
+	// DefaultBlockDuration with a Dir, EphemeralBlockDuration without.
+	// Blocks are compacted up to 31 days (or a tenth of Retention if
+	// smaller), as Prometheus does. Retention drops whole blocks only,
+	// so an ephemeral store keeps everything until Close.
 	BlockDuration time.Duration
 	// QueryTimeout bounds one query's evaluation, default
 	// DefaultQueryTimeout.
@@ -107,6 +119,17 @@ type Store struct {
 
 	mu     sync.RWMutex // held for reading by queries and appends, for writing by Close
 	closed bool
+
+	blockRange int64 // milliseconds: the head's chunk range, the smallest block
+
+	// The store compacts the TSDB itself, never while a query runs: the
+	// TSDB can drop a head chunk that a running query is about to read
+	// (see transient); with history loads, whose head compaction writes
+	// hundreds of blocks, queries failed that way.
+	compactMu     sync.RWMutex // held for reading by queries, for writing by compaction
+	compactc      chan struct{}
+	stopCompactor context.CancelFunc
+	compactorDone chan struct{}
 }
 
 // Open opens (or creates) the store in opts.Dir, replaying its WAL, or an
@@ -123,7 +146,11 @@ func Open(opts Options) (*Store, error) {
 	topts := tsdb.DefaultOptions()
 	topts.RetentionDuration = opts.Retention.Milliseconds()
 	blockDuration := opts.BlockDuration
-	if blockDuration <= 0 {
+	switch {
+	case blockDuration > 0:
+	case opts.Dir == "":
+		blockDuration = EphemeralBlockDuration
+	default:
 		blockDuration = DefaultBlockDuration
 	}
 	maxBlock := 31 * 24 * time.Hour
@@ -161,6 +188,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("embedded: open tsdb %s: %w", s.dir, err)
 	}
 	s.db = db
+	s.blockRange = topts.MinBlockDuration
+	db.DisableCompactions() // the TSDB's own loop; compactor below runs it
+	cctx, cancel := context.WithCancel(context.Background())
+	s.compactc = make(chan struct{}, 1)
+	s.stopCompactor = cancel
+	s.compactorDone = make(chan struct{})
+	go s.compactor(cctx)
 
 	eopts := promql.EngineOpts{
 		Logger:               log,
@@ -198,6 +232,8 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.closed = true
+	s.stopCompactor()
+	<-s.compactorDone
 	err := errors.Join(s.engine.Close(), s.db.Close())
 	if s.tempDir {
 		err = errors.Join(err, os.RemoveAll(s.dir))
@@ -214,22 +250,13 @@ func (s *Store) QueryRange(ctx context.Context, query string, start, end time.Ti
 	if err := collector.CheckRange(start, end, step); err != nil {
 		return nil, nil, fmt.Errorf("embedded: query %q: %w", query, err)
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if s.closed {
-		return nil, nil, fmt.Errorf("embedded: query %q: %w", query, collector.ErrClosed)
-	}
-	q, err := s.engine.NewRangeQuery(ctx, s.db, nil, query, start, end, step)
+	val, warnings, err := s.exec(ctx, query, func() (promql.Query, error) {
+		return s.engine.NewRangeQuery(ctx, s.db, nil, query, start, end, step)
+	})
 	if err != nil {
-		return nil, nil, queryError(ctx, query, err)
+		return nil, warnings, err
 	}
-	defer q.Close()
-	res := q.Exec(ctx)
-	warnings := warningsOf(res, query)
-	if res.Err != nil {
-		return nil, warnings, queryError(ctx, query, res.Err)
-	}
-	m, err := toMatrix(res.Value)
+	m, err := toMatrix(val)
 	if err != nil {
 		return nil, warnings, fmt.Errorf("embedded: query %q: %w", query, err)
 	}
@@ -238,12 +265,29 @@ func (s *Store) QueryRange(ctx context.Context, query string, start, end time.Ti
 
 // Query evaluates query at ts.
 func (s *Store) Query(ctx context.Context, query string, ts time.Time) (collector.Vector, collector.Warnings, error) {
+	val, warnings, err := s.exec(ctx, query, func() (promql.Query, error) {
+		return s.engine.NewInstantQuery(ctx, s.db, nil, query, ts)
+	})
+	if err != nil {
+		return nil, warnings, err
+	}
+	v, err := toVector(val)
+	if err != nil {
+		return nil, warnings, fmt.Errorf("embedded: query %q: %w", query, err)
+	}
+	return v, warnings, nil
+}
+
+// exec prepares and runs a query.
+func (s *Store) exec(ctx context.Context, query string, prepare func() (promql.Query, error)) (parser.Value, collector.Warnings, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
 		return nil, nil, fmt.Errorf("embedded: query %q: %w", query, collector.ErrClosed)
 	}
-	q, err := s.engine.NewInstantQuery(ctx, s.db, nil, query, ts)
+	s.compactMu.RLock()
+	defer s.compactMu.RUnlock()
+	q, err := prepare()
 	if err != nil {
 		return nil, nil, queryError(ctx, query, err)
 	}
@@ -253,20 +297,104 @@ func (s *Store) Query(ctx context.Context, query string, ts time.Time) (collecto
 	if res.Err != nil {
 		return nil, warnings, queryError(ctx, query, res.Err)
 	}
-	v, err := toVector(res.Value)
-	if err != nil {
-		return nil, warnings, fmt.Errorf("embedded: query %q: %w", query, err)
+	return res.Value, warnings, nil
+}
+
+// compactInterval is how often the compactor looks for work besides the
+// commits that wake it.
+const compactInterval = time.Minute
+
+// compactor compacts the TSDB after commits and every compactInterval,
+// until ctx ends.
+func (s *Store) compactor(ctx context.Context) {
+	defer close(s.compactorDone)
+	tick := time.NewTicker(compactInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.compactc:
+		case <-tick.C:
+		}
+		if err := s.compact(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("embedded store compaction", logKeyDir, s.dir, logKeyErr, err)
+		}
 	}
-	return v, warnings, nil
+}
+
+// compact does what tsdb.DB.Compact does, one head block at a time: the
+// steps that truncate the head (head and out-of-order head into blocks)
+// hold compactMu, so no query runs meanwhile, and queries get their turn
+// between blocks. Merging blocks and retention need no lock: blocks are
+// closed only when their last reader is done.
+func (s *Store) compact(ctx context.Context) error {
+	h := s.db.Head()
+	compacted := false
+	for ctx.Err() == nil {
+		mint, maxt := h.MinTime(), h.MaxTime()
+		if mint == math.MaxInt64 || maxt-mint <= s.blockRange/2*3 { // tsdb's head.compactable
+			break
+		}
+		end := (mint/s.blockRange)*s.blockRange + s.blockRange
+		// As DB.Compact: blocks are half-open, chunks closed, hence
+		// end-1; isolation is off because appends cannot start in a
+		// range this far behind the newest sample; appends that
+		// started before are waited for.
+		rh := tsdb.NewRangeHeadWithIsolationDisabled(h, mint, end-1)
+		h.WaitForAppendersOverlapping(rh.MaxTime())
+		s.compactMu.Lock()
+		err := s.db.CompactHead(rh)
+		s.compactMu.Unlock()
+		if err != nil {
+			return err
+		}
+		compacted = true
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if compacted {
+		s.compactMu.Lock()
+		err := s.db.CompactOOOHead(ctx)
+		s.compactMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+	// Merges blocks and applies retention; the head is not compactable
+	// any more (unless a large write came in since: then DB.Compact
+	// compacts it without the lock, and a query may meet a truncated
+	// chunk: ErrUnavailable).
+	return s.db.Compact(ctx)
+}
+
+// compactSoon wakes the compactor.
+func (s *Store) compactSoon() {
+	select {
+	case s.compactc <- struct{}{}:
+	default:
+	}
+}
+
+// transient: head compaction may drop a head chunk that a running query
+// is about to read; the TSDB then fails the read ("cannot populate chunk
+// …", a test of Prometheus's own says so). The compactor keeps compaction
+// and queries apart; should it happen anyway, the error says unavailable,
+// not bad query.
+func transient(err error) bool {
+	var corrupt *chunks.CorruptionErr
+	return errors.As(err, &corrupt) || errors.Is(err, storage.ErrNotFound) ||
+		strings.Contains(err.Error(), "cannot populate chunk")
 }
 
 // queryError maps the engine's errors to the collector's sentinels.
 func queryError(ctx context.Context, query string, err error) error {
 	var (
-		timeout  promql.ErrQueryTimeout
-		canceled promql.ErrQueryCanceled
-		samples  promql.ErrTooManySamples
-		storage  promql.ErrStorage
+		timeout    promql.ErrQueryTimeout
+		canceled   promql.ErrQueryCanceled
+		samples    promql.ErrTooManySamples
+		storageErr promql.ErrStorage
 	)
 	var kinds []error
 	switch {
@@ -283,7 +411,7 @@ func queryError(ctx context.Context, query string, err error) error {
 		kinds = append(kinds, context.Canceled)
 	case errors.As(err, &samples):
 		kinds = append(kinds, collector.ErrTooManySamples)
-	case errors.As(err, &storage):
+	case errors.As(err, &storageErr), transient(err):
 		kinds = append(kinds, collector.ErrUnavailable)
 	default:
 		// Parse and type errors while preparing; at run time, the errors

@@ -137,6 +137,31 @@ func TestDurableAcrossRestart(t *testing.T) {
 	}
 }
 
+// A commit is in the WAL file when Commit returns: a copy of the
+// directory taken while the store is still open (as a crash leaves it)
+// opens with the samples.
+func TestDurableWithoutClose(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tsdb")
+	ctx := context.Background()
+	s := open(t, embedded.Options{Dir: dir})
+	if err := s.Write(ctx, []collector.Series{gauge("m", t0, 60, time.Minute, func(i int) float64 { return float64(i) })}); err != nil {
+		t.Fatal(err)
+	}
+	crashed := filepath.Join(t.TempDir(), "crashed")
+	if err := os.CopyFS(crashed, os.DirFS(dir)); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(crashed, "lock"))
+	c := open(t, embedded.Options{Dir: crashed})
+	v, _, err := c.Query(ctx, `count_over_time(m[2h])`, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].Sample.V != 60 {
+		t.Errorf("after a crash: got %v, want 60 samples", v)
+	}
+}
+
 func TestAppenderCommitsInBatches(t *testing.T) {
 	s := open(t, embedded.Options{AppendBatch: 10})
 	ctx := context.Background()
@@ -161,7 +186,7 @@ func TestAppenderCommitsInBatches(t *testing.T) {
 }
 
 func TestAppenderRejectsOutOfOrderWithoutWindow(t *testing.T) {
-	s := open(t, embedded.Options{OutOfOrderWindow: -1})
+	s := open(t, embedded.Options{OutOfOrderWindow: -1, BlockDuration: 2 * time.Hour})
 	ctx := context.Background()
 	app := s.Appender(ctx)
 	ls := labels.FromStrings("__name__", "x")
@@ -187,7 +212,13 @@ func TestAppenderRejectsOutOfOrderWithoutWindow(t *testing.T) {
 // History loads in any order: older files after newer ones, the same
 // series in two halves, newest half first.
 func TestWriteAnyOrder(t *testing.T) {
-	s := open(t, embedded.Options{})
+	t.Run("ephemeral", func(t *testing.T) { testWriteAnyOrder(t, embedded.Options{}) })
+	// With a WAL, 2h blocks and compaction: the out-of-order path.
+	t.Run("dir", func(t *testing.T) { testWriteAnyOrder(t, embedded.Options{Dir: t.TempDir()}) })
+}
+
+func testWriteAnyOrder(t *testing.T, opts embedded.Options) {
+	s := open(t, opts)
 	ctx := context.Background()
 	late := gauge("m", t0.Add(365*24*time.Hour), 100, time.Minute, func(i int) float64 { return float64(i) }, "file", "late")
 	early := gauge("m", t0, 100, time.Minute, func(i int) float64 { return float64(i) }, "file", "early")

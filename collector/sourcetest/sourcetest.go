@@ -275,9 +275,8 @@ func wantErr(t *testing.T, err, want error) {
 
 // DiffMatrix describes how got differs from want, or returns "" when they
 // hold the same series (by labels, in order) with the same samples: equal
-// times, values equal within relTol relative difference (NaN equals NaN,
-// infinities equal themselves).
-func DiffMatrix(got, want collector.Matrix, relTol float64) string {
+// times, values equal within tol (see EqualWithin).
+func DiffMatrix(got, want collector.Matrix, tol float64) string {
 	var b strings.Builder
 	if len(got) != len(want) {
 		fmt.Fprintf(&b, "got %d series, want %d\n", len(got), len(want))
@@ -293,7 +292,7 @@ func DiffMatrix(got, want collector.Matrix, relTol float64) string {
 		}
 		bad := 0
 		for j := 0; j < len(g.Samples) && j < len(w.Samples); j++ {
-			if d := diffSample(g.Samples[j], w.Samples[j], relTol); d != "" {
+			if d := diffSample(g.Samples[j], w.Samples[j], tol); d != "" {
 				if bad++; bad <= 5 {
 					fmt.Fprintf(&b, "%s sample %d: %s\n", g.Labels, j, d)
 				}
@@ -307,7 +306,7 @@ func DiffMatrix(got, want collector.Matrix, relTol float64) string {
 }
 
 // DiffVector is DiffMatrix for instant vectors, element by element.
-func DiffVector(got, want collector.Vector, relTol float64) string {
+func DiffVector(got, want collector.Vector, tol float64) string {
 	var b strings.Builder
 	if len(got) != len(want) {
 		fmt.Fprintf(&b, "got %d elements, want %d\n", len(got), len(want))
@@ -318,26 +317,27 @@ func DiffVector(got, want collector.Vector, relTol float64) string {
 			fmt.Fprintf(&b, "element %d: got %s, want %s\n", i, g.Labels, w.Labels)
 			continue
 		}
-		if d := diffSample(g.Sample, w.Sample, relTol); d != "" {
+		if d := diffSample(g.Sample, w.Sample, tol); d != "" {
 			fmt.Fprintf(&b, "%s: %s\n", g.Labels, d)
 		}
 	}
 	return b.String()
 }
 
-func diffSample(g, w collector.Sample, relTol float64) string {
+func diffSample(g, w collector.Sample, tol float64) string {
 	if !g.T.Equal(w.T) {
 		return fmt.Sprintf("got time %s, want %s", g.T.Format(time.RFC3339Nano), w.T.Format(time.RFC3339Nano))
 	}
-	if !EqualWithin(g.V, w.V, relTol) {
+	if !EqualWithin(g.V, w.V, tol) {
 		return fmt.Sprintf("at %s got %v, want %v", g.T.Format(time.RFC3339Nano), g.V, w.V)
 	}
 	return ""
 }
 
-// EqualWithin reports whether a and b are equal within relTol relative
-// difference; NaN equals NaN and an infinity equals itself.
-func EqualWithin(a, b, relTol float64) bool {
+// EqualWithin reports whether a and b differ by at most tol, relative to
+// the larger magnitude, or absolutely below 1: |a-b| ≤ tol·max(1, |a|, |b|).
+// NaN equals NaN and an infinity equals itself.
+func EqualWithin(a, b, tol float64) bool {
 	switch {
 	case math.IsNaN(a) || math.IsNaN(b):
 		return math.IsNaN(a) && math.IsNaN(b)
@@ -346,5 +346,5 @@ func EqualWithin(a, b, relTol float64) bool {
 	case math.IsInf(a, 0) || math.IsInf(b, 0):
 		return false
 	}
-	return math.Abs(a-b) <= relTol*max(math.Abs(a), math.Abs(b))
+	return math.Abs(a-b) <= tol*max(1, math.Abs(a), math.Abs(b))
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"sort"
+	"strings"
 )
 
 // zPower is the normal quantile of the power the minimum detectable
@@ -15,7 +16,7 @@ const zPower = 0.8416212335729143
 // detected, turns its pass into inconclusive: too little data is never a
 // pass.
 func guardPower(kv *KPIVerdict, k KPI) {
-	if kv.Outcome != Pass || math.IsNaN(kv.Threshold) {
+	if kv.Outcome != Pass || math.IsNaN(kv.Threshold) || strings.HasPrefix(kv.Reason, "no change:") {
 		return
 	}
 	mde := minDetectable(kv, k)
@@ -41,13 +42,40 @@ func guardPower(kv *KPIVerdict, k KPI) {
 		}
 		size = kv.RelMDE
 	}
-	if size > m.Value {
+	if size > m.Value && !ruledOut(kv) {
 		kv.Outcome = Inconclusive
-		kv.Reason = fmt.Sprintf("too little data to detect min_effect %s: the smallest change it could have detected (80%% power) is %s",
-			m, formatSize(kv, mde))
+		what := formatNumber(mde)
+		if m.Relative {
+			what = formatPercent(100 * kv.RelMDE)
+		}
+		kv.Reason = fmt.Sprintf("too little data to detect min_effect %s: the smallest change it could have detected (80%% power) is %s", m, what)
 	}
 }
 
+// ruledOut reports whether the KPI's interval already excludes a harmful
+// change as large as its min_effect: then the data suffice, whatever the
+// power, as when the canary is clearly better than the baseline.
+func ruledOut(kv *KPIVerdict) bool {
+	m := kv.MinEffect
+	lo, hi := kv.EffectLow, kv.EffectHigh
+	if m.Relative {
+		lo, hi = kv.RelLow, kv.RelHigh
+	}
+	if math.IsNaN(lo) || math.IsNaN(hi) {
+		return false
+	}
+	switch kv.Bad {
+	case Increase:
+		return hi < m.Value
+	case Decrease:
+		return lo > -m.Value
+	default:
+		return hi < m.Value && lo > -m.Value
+	}
+}
+
+// formatSize formats a change, as a percentage of the baseline's level
+// where there is one.
 func formatSize(kv *KPIVerdict, x float64) string {
 	if kv.Relative {
 		return formatPercent(100 * x / math.Abs(kv.BaselineLevel))
@@ -139,5 +167,9 @@ func robustScale(xs []float64) float64 {
 	for _, x := range xs {
 		ss += (x - m) * (x - m)
 	}
-	return math.Sqrt(ss / float64(len(xs)-1))
+	sd := math.Sqrt(ss / float64(len(xs)-1))
+	if sd <= 1e-12*math.Abs(m) {
+		return 0 // constant but for rounding
+	}
+	return sd
 }

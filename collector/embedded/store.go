@@ -96,8 +96,9 @@ type Options struct {
 	// Logger receives the TSDB's and the engine's logs; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the TSDB's (prometheus_tsdb_*) and the engine's
-	// (prometheus_engine_*) metrics; nil registers nothing. One Registerer
-	// serves one Store: wrap it (prometheus.WrapRegistererWith) for more.
+	// (prometheus_engine_*) metrics until Close; nil registers nothing.
+	// One Registerer serves one open Store at a time: wrap it
+	// (prometheus.WrapRegistererWith) for more.
 	Registerer prometheus.Registerer
 }
 
@@ -120,7 +121,8 @@ type Store struct {
 	mu     sync.RWMutex // held for reading by queries and appends, for writing by Close
 	closed bool
 
-	blockRange int64 // milliseconds: the head's chunk range, the smallest block
+	blockRange int64       // milliseconds: the head's chunk range, the smallest block
+	reg        *registerer // nil without Options.Registerer
 
 	// The store compacts the TSDB itself, never while a query runs: the
 	// TSDB can drop a head chunk that a running query is about to read
@@ -180,10 +182,18 @@ func Open(opts Options) (*Store, error) {
 		// Nothing could replay a WAL of a directory that Close removes.
 		topts.WALSegmentSize = -1
 	}
-	db, err := tsdb.Open(s.dir, log, opts.Registerer, topts, nil)
+	var reg prometheus.Registerer
+	if opts.Registerer != nil {
+		s.reg = &registerer{inner: opts.Registerer}
+		reg = s.reg
+	}
+	db, err := tsdb.Open(s.dir, log, reg, topts, nil)
 	if err != nil {
 		if s.tempDir {
 			err = errors.Join(err, os.RemoveAll(s.dir))
+		}
+		if s.reg != nil {
+			s.reg.unregisterAll()
 		}
 		return nil, fmt.Errorf("embedded: open tsdb %s: %w", s.dir, err)
 	}
@@ -198,7 +208,7 @@ func Open(opts Options) (*Store, error) {
 
 	eopts := promql.EngineOpts{
 		Logger:               log,
-		Reg:                  opts.Registerer,
+		Reg:                  reg,
 		MaxSamples:           opts.MaxSamples,
 		Timeout:              opts.QueryTimeout,
 		LookbackDelta:        opts.LookbackDelta,
@@ -215,6 +225,12 @@ func Open(opts Options) (*Store, error) {
 		eopts.LookbackDelta = DefaultLookbackDelta
 	}
 	s.engine = promql.NewEngine(eopts)
+	if s.reg != nil {
+		if err := s.reg.err(); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("embedded: register metrics: %w", err)
+		}
+	}
 	log.Debug("embedded store open", logKeyDir, s.dir)
 	return s, nil
 }
@@ -235,6 +251,9 @@ func (s *Store) Close() error {
 	s.stopCompactor()
 	<-s.compactorDone
 	err := errors.Join(s.engine.Close(), s.db.Close())
+	if s.reg != nil {
+		s.reg.unregisterAll()
+	}
 	if s.tempDir {
 		err = errors.Join(err, os.RemoveAll(s.dir))
 	}
@@ -250,54 +269,46 @@ func (s *Store) QueryRange(ctx context.Context, query string, start, end time.Ti
 	if err := collector.CheckRange(start, end, step); err != nil {
 		return nil, nil, fmt.Errorf("embedded: query %q: %w", query, err)
 	}
-	val, warnings, err := s.exec(ctx, query, func() (promql.Query, error) {
-		return s.engine.NewRangeQuery(ctx, s.db, nil, query, start, end, step)
-	})
-	if err != nil {
-		return nil, warnings, err
-	}
-	m, err := toMatrix(val)
-	if err != nil {
-		return nil, warnings, fmt.Errorf("embedded: query %q: %w", query, err)
-	}
-	return m, warnings, nil
+	var m collector.Matrix
+	warnings, err := s.exec(ctx, query,
+		func() (promql.Query, error) { return s.engine.NewRangeQuery(ctx, s.db, nil, query, start, end, step) },
+		func(v parser.Value) (err error) { m, err = toMatrix(v); return err })
+	return m, warnings, err
 }
 
 // Query evaluates query at ts.
 func (s *Store) Query(ctx context.Context, query string, ts time.Time) (collector.Vector, collector.Warnings, error) {
-	val, warnings, err := s.exec(ctx, query, func() (promql.Query, error) {
-		return s.engine.NewInstantQuery(ctx, s.db, nil, query, ts)
-	})
-	if err != nil {
-		return nil, warnings, err
-	}
-	v, err := toVector(val)
-	if err != nil {
-		return nil, warnings, fmt.Errorf("embedded: query %q: %w", query, err)
-	}
-	return v, warnings, nil
+	var vec collector.Vector
+	warnings, err := s.exec(ctx, query,
+		func() (promql.Query, error) { return s.engine.NewInstantQuery(ctx, s.db, nil, query, ts) },
+		func(v parser.Value) (err error) { vec, err = toVector(v); return err })
+	return vec, warnings, err
 }
 
-// exec prepares and runs a query.
-func (s *Store) exec(ctx context.Context, query string, prepare func() (promql.Query, error)) (parser.Value, collector.Warnings, error) {
+// exec prepares and runs a query and converts its result, before closing
+// the query: Close hands the result's memory back to the engine's pools.
+func (s *Store) exec(ctx context.Context, query string, prepare func() (promql.Query, error), convert func(parser.Value) error) (collector.Warnings, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
-		return nil, nil, fmt.Errorf("embedded: query %q: %w", query, collector.ErrClosed)
+		return nil, fmt.Errorf("embedded: query %q: %w", query, collector.ErrClosed)
 	}
 	s.compactMu.RLock()
 	defer s.compactMu.RUnlock()
 	q, err := prepare()
 	if err != nil {
-		return nil, nil, queryError(ctx, query, err)
+		return nil, queryError(ctx, query, err)
 	}
 	defer q.Close()
 	res := q.Exec(ctx)
 	warnings := warningsOf(res, query)
 	if res.Err != nil {
-		return nil, warnings, queryError(ctx, query, res.Err)
+		return warnings, queryError(ctx, query, res.Err)
 	}
-	return res.Value, warnings, nil
+	if err := convert(res.Value); err != nil {
+		return warnings, fmt.Errorf("embedded: query %q: %w", query, err)
+	}
+	return warnings, nil
 }
 
 // compactInterval is how often the compactor looks for work besides the

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/storage"
 
@@ -159,6 +161,18 @@ func TestDurableWithoutClose(t *testing.T) {
 	}
 	if len(v) != 1 || v[0].Sample.V != 60 {
 		t.Errorf("after a crash: got %v, want 60 samples", v)
+	}
+}
+
+// A directory takes one store at a time.
+func TestDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	open(t, embedded.Options{Dir: dir})
+	if s, err := embedded.Open(embedded.Options{Dir: dir}); err == nil {
+		s.Close()
+		t.Fatal("a second store opened the same directory")
+	} else if !strings.Contains(err.Error(), "embedded: open tsdb "+dir) {
+		t.Errorf("got %v", err)
 	}
 }
 
@@ -382,4 +396,32 @@ func TestConcurrentQueriesAndClose(t *testing.T) {
 		t.Error(err)
 	}
 	wg.Wait()
+}
+
+// The metrics go to the Registerer until Close; the store can open again
+// on it; a second open store on it is an error, not a panic.
+func TestRegisterer(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	dir := t.TempDir()
+	for range 2 {
+		s, err := embedded.Open(embedded.Options{Dir: dir, Registerer: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := testutil.GatherAndCount(reg, "prometheus_tsdb_head_series", "prometheus_engine_queries")
+		if err != nil || n != 2 {
+			t.Errorf("gathered %d, %v; want the head's and the engine's metrics", n, err)
+		}
+		other, err := embedded.Open(embedded.Options{Registerer: reg})
+		if err == nil {
+			other.Close()
+			t.Error("two open stores on one Registerer")
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n, _ := testutil.GatherAndCount(reg); n != 0 {
+			t.Errorf("%d metrics left after Close", n)
+		}
+	}
 }

@@ -126,7 +126,7 @@ func csvHeader(pr *problems, header []string) ([]string, bool) {
 	for i, h := range header[1:] {
 		h = strings.TrimSpace(h)
 		switch {
-		case !model.IsValidLegacyMetricName(h):
+		case !model.LegacyValidation.IsValidMetricName(h):
 			pr.add(1, "header: column %d: %q is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)", i+2, h)
 		case seen[h]:
 			pr.add(1, "header: column %d: %s appears twice", i+2, h)

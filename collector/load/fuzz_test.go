@@ -48,7 +48,7 @@ func FuzzCSV(f *testing.F) {
 		}
 		n := 0
 		for _, s := range series {
-			if !model.IsValidLegacyMetricName(s.Labels["__name__"]) || s.Labels["job"] != "fuzz" || len(s.Labels) != 2 {
+			if !model.LegacyValidation.IsValidMetricName(s.Labels["__name__"]) || s.Labels["job"] != "fuzz" || len(s.Labels) != 2 {
 				t.Fatalf("labels %s", s.Labels)
 			}
 			if len(s.Samples) == 0 {
@@ -94,7 +94,7 @@ func FuzzText(f *testing.F) {
 			return
 		}
 		for _, s := range series {
-			if !model.IsValidLegacyMetricName(s.Labels["__name__"]) {
+			if !model.LegacyValidation.IsValidMetricName(s.Labels["__name__"]) {
 				t.Fatalf("labels %s", s.Labels)
 			}
 			for i := 1; i < len(s.Samples); i++ {

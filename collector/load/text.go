@@ -109,7 +109,7 @@ func textLabels(pr *problems, line int, ls labels.Labels, extra map[string]strin
 	ok := true
 	ls.Range(func(lb labels.Label) {
 		switch {
-		case lb.Name == model.MetricNameLabel && !model.IsValidLegacyMetricName(lb.Value):
+		case lb.Name == model.MetricNameLabel && !model.LegacyValidation.IsValidMetricName(lb.Value):
 			pr.add(line, "%q is not a metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)", lb.Value)
 			ok = false
 		case lb.Name != model.MetricNameLabel && !model.LegacyValidation.IsValidLabelName(lb.Name):

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -54,8 +53,7 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func runBacktest(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("backtest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("backtest", backtestUsage, stderr)
 	var data, labelFlags stringList
 	rulesPath := fs.String("rules", "", "the rule file (required)")
 	deploysPath := fs.String("deploys", "", "CSV of the deploys to replay (required)")
@@ -67,16 +65,9 @@ func runBacktest(args []string, stdout, stderr io.Writer) int {
 	basicPassFile := fs.String("basic-auth-password-file", "", "with --prometheus: file holding the basic auth password")
 	format := fs.String("format", "text", "output: text (a table) or json (one object per deploy per line)")
 	quiet := fs.Bool("q", false, "no progress on stderr")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), backtestUsage)
-		fs.PrintDefaults()
-	}
-	pos, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	pos, code, done := parseFlags(fs, args)
+	if done {
+		return code
 	}
 	usageErr := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "immune backtest: "+format+"\n", a...)

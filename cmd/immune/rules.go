@@ -1,8 +1,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 
@@ -72,19 +70,11 @@ Flags:
 `
 
 func runRulesCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("rules check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("rules check", rulesCheckUsage, stderr)
 	quiet := fs.Bool("q", false, "print problems only, no line for a valid file")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), rulesCheckUsage)
-		fs.PrintDefaults()
-	}
-	files, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	files, code, done := parseFlags(fs, args)
+	if done {
+		return code
 	}
 	if len(files) == 0 {
 		fmt.Fprintln(stderr, "immune rules check: no files given (see immune rules check -h)")

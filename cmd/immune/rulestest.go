@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,19 +29,11 @@ Flags:
 `
 
 func runRulesTest(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("rules test", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlags("rules test", rulesTestUsage, stderr)
 	verbose := fs.Bool("v", false, "print every test, passed or not, and the explanation of every deploy")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), rulesTestUsage)
-		fs.PrintDefaults()
-	}
-	files, err := parseInterspersed(fs, args)
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	files, code, done := parseFlags(fs, args)
+	if done {
+		return code
 	}
 	if len(files) == 0 {
 		fmt.Fprintln(stderr, "immune rules test: no test files given (see immune rules test -h)")

@@ -51,6 +51,11 @@ type KPIReport struct {
 	RelEstimate number `json:"relative_estimate"`
 	RelCILow    number `json:"relative_ci_low"`
 	RelCIHigh   number `json:"relative_ci_high"`
+	// MDE is the smallest change the KPI's data could have detected (80%
+	// power at its threshold), RelMDE the same relative to the baseline;
+	// null for failing KPIs and where not computed.
+	MDE         number `json:"mde"`
+	RelMDE      number `json:"relative_mde"`
 	Reason      string `json:"reason"`
 	Explanation string `json:"explanation"`
 }
@@ -93,6 +98,7 @@ func (d Decision) Report() Report {
 			Estimate: number(k.Effect), CILow: number(k.EffectLow), CIHigh: number(k.EffectHigh),
 			Confidence:  number(k.Confidence),
 			RelEstimate: number(math.NaN()), RelCILow: number(math.NaN()), RelCIHigh: number(math.NaN()),
+			MDE: number(k.MDE), RelMDE: number(k.RelMDE),
 			Reason: k.Reason, Explanation: k.Sentence,
 		}
 		if k.Decision != nil {

@@ -186,9 +186,21 @@ func printCompareText(w io.Writer, r detector.Result, files []string, baseline, 
 	if r.HasEstimate() {
 		fmt.Fprintf(w, "%s (canary − baseline): %s", r.EstimateName, num(r.Estimate))
 		fmt.Fprintf(w, ", %s%% CI %s to %s\n", num(100*r.Confidence), bound(r.CILow), bound(r.CIHigh))
+		lo, hi := r.CILow, r.CIHigh
+		if r.Test == "proportion" {
+			// R closes a one-sided interval of a difference of
+			// proportions at ±1; relative to the baseline that bound
+			// says nothing, so it is shown open.
+			switch r.Alternative {
+			case detector.Greater:
+				hi = math.Inf(1)
+			case detector.Less:
+				lo = math.Inf(-1)
+			}
+		}
 		if ref := reference(r, baseline, bc); ref != 0 && !math.IsNaN(ref) {
 			fmt.Fprintf(w, "relative to the baseline %s: %s, %s%% CI %s to %s\n", referenceName(r), pct(r.Estimate/math.Abs(ref)), num(100*r.Confidence),
-				pctBound(r.CILow/math.Abs(ref)), pctBound(r.CIHigh/math.Abs(ref)))
+				pctBound(lo/math.Abs(ref)), pctBound(hi/math.Abs(ref)))
 		}
 	}
 	stat := fmt.Sprintf("%s = %s", r.StatisticName, num(r.Statistic))

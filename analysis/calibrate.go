@@ -14,13 +14,13 @@ import (
 // Calibrations are the KPIs' calibrations, by KPI name.
 type Calibrations map[string]*detector.Calibration
 
-// Calibrate measures, for each continuous KPI of a rule file with a
-// `before` baseline, how its statistic behaves at placebo deploys in the
+// Calibrate measures, for each Mann-Whitney KPI (test auto or
+// mann-whitney, not events/trials) of a rule file with a `before` baseline, how its statistic behaves at placebo deploys in the
 // history before deploy d (detector.Calibrate): up to
 // detector.MaxPlacebos placebos, each with the rule's lookback and window,
 // all of them before the deploy. Only data before the deploy is read.
 //
-// KPIs with another baseline, events/trials KPIs, and KPIs whose history
+// KPIs with another baseline or another test, and KPIs whose history
 // cannot be read are left out: they are judged with their test's p-value
 // times the looks. A source that fails as a whole is an error.
 func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy) (Calibrations, error) {
@@ -44,7 +44,10 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	vars := rules.Vars{Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion, Deploy: d.ID}
 	for i := range f.KPIs {
 		rk := &f.KPIs[i]
-		if rk.IsRatio() {
+		if rk.ResolvedTest() != rules.MannWhitneyTest {
+			// The placebos measure the Mann-Whitney statistic: a KPI
+			// judged by Welch, KS or as a proportion keeps its own test
+			// (with Bonferroni over the looks).
 			continue
 		}
 		q, err := f.Queries(rk, rules.RoleBaseline, vars)

@@ -57,16 +57,44 @@ func Calibrate(history []float64, lookback, window int, bad Direction, max int) 
 	stride := (n + max - 1) / max
 	var tr trajectory
 	// The most recent placebos first: with a stride, the history closest
-	// to the deploy is the one kept.
+	// to the deploy is the one kept. With a stride of 1 the sorted
+	// lookback slides by one value from a placebo to the next.
+	var sorted []float64
 	for p := len(history) - window; p >= lookback; p -= stride {
+		lb := history[p-lookback : p]
+		if sorted == nil || stride != 1 {
+			sorted = append(sorted[:0], lb...)
+			sort.Float64s(sorted)
+		} else {
+			sorted = slide(sorted, history[p], history[p-lookback])
+		}
 		m := math.Inf(-1)
-		for _, z := range tr.run(history[p-lookback:p], history[p:p+window], bad) {
+		for _, z := range tr.run(sorted, history[p:p+window], bad) {
 			m = math.Max(m, z)
 		}
 		c.Maxima = append(c.Maxima, m)
 	}
 	sort.Float64s(c.Maxima)
 	return c
+}
+
+// slide removes out from the sorted slice s and inserts in, keeping it
+// sorted, in place.
+func slide(s []float64, out, in float64) []float64 {
+	i := sort.SearchFloat64s(s, out)
+	if i == len(s) || s[i] != out {
+		// Not there (a NaN the caller should have left out): resort.
+		s = append(s, in)
+		sort.Float64s(s)
+		return s
+	}
+	copy(s[i:], s[i+1:])
+	s = s[:len(s)-1]
+	j := sort.SearchFloat64s(s, in)
+	s = append(s, 0)
+	copy(s[j+1:], s[j:])
+	s[j] = in
+	return s
 }
 
 // N is the number of placebos.
@@ -90,9 +118,11 @@ func (c Calibration) MinP() float64 { return 1 / float64(len(c.Maxima)+1) }
 // of the oriented Mann-Whitney z of the canary against the baseline: the
 // statistic the placebos of Calibrate were measured with.
 func Statistic(baseline, canary []float64, bad Direction) float64 {
+	sorted := append([]float64(nil), baseline...)
+	sort.Float64s(sorted)
 	var tr trajectory
 	m := math.Inf(-1)
-	for _, z := range tr.run(baseline, canary, bad) {
+	for _, z := range tr.run(sorted, canary, bad) {
 		m = math.Max(m, z)
 	}
 	return m
@@ -103,38 +133,48 @@ func Statistic(baseline, canary []float64, bad Direction) float64 {
 // and without continuity correction, oriented so that large is bad:
 // z for increase, −z for decrease, |z| for either. It reuses its buffers.
 type trajectory struct {
-	sorted []float64
-	ties   map[float64]int
-	out    []float64
+	seen []float64 // the canary values so far, sorted
+	out  []float64
 }
 
-func (t *trajectory) run(baseline, canary []float64, bad Direction) []float64 {
-	t.sorted = append(t.sorted[:0], baseline...)
-	sort.Float64s(t.sorted)
-	if t.ties == nil {
-		t.ties = map[float64]int{}
+// run takes the baseline sorted.
+func (t *trajectory) run(sorted, canary []float64, bad Direction) []float64 {
+	// Σ (c³ − c) over the tie groups of the combined sample, starting
+	// with the baseline's own.
+	tieSum := 0.0
+	for i := 0; i < len(sorted); {
+		j := i + 1
+		for j < len(sorted) && sorted[j] == sorted[i] {
+			j++
+		}
+		if c := float64(j - i); c > 1 {
+			tieSum += c*c*c - c
+		}
+		i = j
 	}
-	clear(t.ties)
-	tieSum := 0.0 // Σ (c³ − c) over the tie groups of the combined sample
-	add := func(x float64) {
-		c := float64(t.ties[x])
-		tieSum += 3*c*c + 3*c // (c+1)³ − (c+1) − (c³ − c)
-		t.ties[x]++
-	}
-	for _, y := range baseline {
-		add(y)
-	}
-	nb := float64(len(baseline))
+	nb := float64(len(sorted))
 	u := 0.0
+	t.seen = t.seen[:0]
 	t.out = t.out[:0]
 	for k, x := range canary {
-		lo := sort.SearchFloat64s(t.sorted, x)
+		lo := sort.SearchFloat64s(sorted, x)
 		hi := lo
-		for hi < len(t.sorted) && t.sorted[hi] == x {
+		for hi < len(sorted) && sorted[hi] == x {
 			hi++
 		}
 		u += float64(lo) + 0.5*float64(hi-lo)
-		add(x)
+		// x joins a tie group of c values: (c+1)³ − (c+1) − (c³ − c).
+		j := sort.SearchFloat64s(t.seen, x)
+		e := j
+		for e < len(t.seen) && t.seen[e] == x {
+			e++
+		}
+		c := float64(hi - lo + e - j)
+		tieSum += 3*c*c + 3*c
+		t.seen = append(t.seen, 0)
+		copy(t.seen[j+1:], t.seen[j:])
+		t.seen[j] = x
+
 		nc := float64(k + 1)
 		n := nc + nb
 		v := nc * nb / 12 * ((n + 1) - tieSum/(n*(n-1)))

@@ -3,6 +3,7 @@ package detector
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -54,8 +55,10 @@ func TestTrajectory(t *testing.T) {
 			canary[i] = math.Round(q*(r.NormFloat64()+0.5)) / q
 		}
 		var tr trajectory
+		sorted := append([]float64(nil), base...)
+		slices.Sort(sorted)
 		for _, bad := range []Direction{Increase, Decrease, Either} {
-			got := tr.run(base, canary, bad)
+			got := tr.run(sorted, canary, bad)
 			for k := range canary {
 				want := mwZ(canary[:k+1], base)
 				switch bad {
@@ -118,6 +121,24 @@ func TestCalibrate(t *testing.T) {
 // placebos fail at about alpha; the textbook test with the looks
 // corrected for (Bonferroni) holds alpha on i.i.d. data but not under
 // autocorrelation, which is why calibration exists.
+// TestCalibrateSliding: the sorted lookback that slides from one placebo to
+// the next gives the maxima a fresh sort would, ties included.
+func TestCalibrateSliding(t *testing.T) {
+	h := normals(5, 400, 0, 1)
+	for i := range h {
+		h[i] = math.Round(2*h[i]) / 2 // many ties
+	}
+	got := Calibrate(h, 48, 24, Either, 0)
+	var want []float64
+	for p := len(h) - 24; p >= 48; p-- {
+		want = append(want, Statistic(h[p-48:p], h[p:p+24], Either))
+	}
+	slices.Sort(want)
+	if !slices.Equal(got.Maxima, want) {
+		t.Fatalf("sliding maxima differ from sorting each lookback")
+	}
+}
+
 func TestCalibratedFalseAlarms(t *testing.T) {
 	const (
 		L, W, history = 48, 24, 600
@@ -190,5 +211,14 @@ func TestJudgeCalibrated(t *testing.T) {
 	raw, _ := MannWhitney(drop, base, Options{Alternative: Less})
 	if k := v.KPIs[0]; k.PValue != math.Min(1, raw.PValue*24) || k.Looks != 24 || !strings.Contains(k.Sentence, "×24 looks") {
 		t.Errorf("p %v, want %v: %s", k.PValue, raw.PValue*24, k.Sentence)
+	}
+}
+
+// BenchmarkCalibrate: 2 000 placebos of a 48-sample lookback and a
+// 24-sample window, as analysis.Calibrate asks for by default.
+func BenchmarkCalibrate(b *testing.B) {
+	h := normals(1, 48+24+2000-1, 100, 5)
+	for b.Loop() {
+		Calibrate(h, 48, 24, Increase, 0)
 	}
 }

@@ -36,6 +36,7 @@ type KPIReport struct {
 	PValue    number `json:"p_value"`
 	Threshold number `json:"threshold"`
 	Placebos  int    `json:"placebos"`
+	InPhase   bool   `json:"placebos_in_phase"`
 	Looks     int    `json:"looks,omitempty"`
 	Baseline  number `json:"baseline"`
 	Canary    number `json:"canary"`
@@ -92,7 +93,7 @@ func (d Decision) Report() Report {
 		kr := KPIReport{
 			Name: k.Name, Verdict: k.Outcome, Critical: k.Critical, Weight: k.Weight,
 			Bad: k.Bad.String(), Test: k.Test.String(), Alternative: k.Alternative.String(),
-			PValue: number(k.PValue), Threshold: number(k.Threshold), Placebos: k.Placebos, Looks: k.Looks,
+			PValue: number(k.PValue), Threshold: number(k.Threshold), Placebos: k.Placebos, InPhase: k.InPhase, Looks: k.Looks,
 			Baseline: number(k.BaselineLevel), Canary: number(k.CanaryLevel),
 			NBaseline: number(math.NaN()), NCanary: number(math.NaN()),
 			Estimate: number(k.Effect), CILow: number(k.EffectLow), CIHigh: number(k.EffectHigh),

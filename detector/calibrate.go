@@ -20,6 +20,9 @@ type Calibration struct {
 	Maxima []float64
 	// Lookback and Window are the sizes, in steps, the placebos had.
 	Lookback, Window int
+	// Period, when not 0, is the period in steps whose phase the
+	// placebos share with the deploy (CalibrateInPhase).
+	Period int
 }
 
 // MaxPlacebos bounds the placebos of a calibration by default: a longer
@@ -95,6 +98,46 @@ func slide(s []float64, out, in float64) []float64 {
 	copy(s[j+1:], s[j:])
 	s[j] = in
 	return s
+}
+
+// CalibrateInPhase is Calibrate with the placebos taken at the same phase
+// of a period as the deploy: placebo deploys whose distance to the deploy
+// (at len(history), the first step after the history) is within tol steps
+// of a whole number of periods, the most recent max of them. A KPI with a
+// daily cycle is then compared with harmless deploys at the same time of
+// day, not with all of them. When the history holds fewer than need such
+// placebos, it is Calibrate.
+func CalibrateInPhase(history []float64, lookback, window int, bad Direction, max, period, tol, need int) Calibration {
+	if max <= 0 {
+		max = MaxPlacebos
+	}
+	if period <= 2*tol+1 || lookback < 1 || window < 1 {
+		return Calibrate(history, lookback, window, bad, max)
+	}
+	d := len(history)
+	var at []int
+	for p := d - window; p >= lookback && len(at) < max; p-- {
+		if off := (d - p) % period; off <= tol || off >= period-tol {
+			at = append(at, p)
+		}
+	}
+	if len(at) < need || len(at) == 0 {
+		return Calibrate(history, lookback, window, bad, max)
+	}
+	c := Calibration{Lookback: lookback, Window: window, Period: period}
+	var tr trajectory
+	sorted := make([]float64, 0, lookback)
+	for _, p := range at {
+		sorted = append(sorted[:0], history[p-lookback:p]...)
+		sort.Float64s(sorted)
+		m := math.Inf(-1)
+		for _, z := range tr.run(sorted, history[p:p+window], bad) {
+			m = math.Max(m, z)
+		}
+		c.Maxima = append(c.Maxima, m)
+	}
+	sort.Float64s(c.Maxima)
+	return c
 }
 
 // N is the number of placebos.

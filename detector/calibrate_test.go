@@ -222,3 +222,32 @@ func BenchmarkCalibrate(b *testing.B) {
 		Calibrate(h, 48, 24, Increase, 0)
 	}
 }
+
+func TestCalibrateInPhase(t *testing.T) {
+	// A daily cycle of 24 steps, four days and a bit of history.
+	const period, tol = 24, 1
+	h := make([]float64, 4*period+30)
+	for i := range h {
+		h[i] = 10*math.Sin(2*math.Pi*float64(i)/period) + 0.1*float64(i%3)
+	}
+	c := CalibrateInPhase(h, 6, 4, Increase, 0, period, tol, 5)
+	if c.Period != period {
+		t.Fatalf("fell back to all placebos (%d)", c.N())
+	}
+	// The placebos are those 24k ± 1 steps before the deploy (at
+	// len(h)) whose windows end before it and lookbacks start after 0.
+	want := 0
+	for p := len(h) - 4; p >= 6; p-- {
+		if off := (len(h) - p) % period; off <= tol || off >= period-tol {
+			want++
+		}
+	}
+	if c.N() != want {
+		t.Errorf("%d placebos, want %d", c.N(), want)
+	}
+	// Not enough of them: all placebos, as Calibrate.
+	all := CalibrateInPhase(h, 6, 4, Increase, 0, period, tol, want+1)
+	if all.Period != 0 || all.N() != Calibrate(h, 6, 4, Increase, 0).N() {
+		t.Errorf("fallback: period %d, %d placebos", all.Period, all.N())
+	}
+}

@@ -67,6 +67,8 @@ func sentence(kv KPIVerdict, correction string, n int) string {
 	fmt.Fprintf(&b, ", p=%s %s %s", p, cmp, t)
 	var how []string
 	switch {
+	case kv.Placebos > 0 && kv.InPhase:
+		how = append(how, fmt.Sprintf("against %d placebo deploys at the same time of day", kv.Placebos))
 	case kv.Placebos > 0:
 		how = append(how, fmt.Sprintf("against %d placebo deploys", kv.Placebos))
 	case kv.Looks > 1:

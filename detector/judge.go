@@ -99,8 +99,11 @@ type KPIVerdict struct {
 	RelEffect, RelLow, RelHigh    float64
 	MinEffect                     MinEffect
 	// Placebos is the size of the calibration (0: not calibrated), and
-	// Looks the Bonferroni factor of an uncalibrated p-value.
+	// Looks the Bonferroni factor of an uncalibrated p-value. InPhase is
+	// true when the placebos share the deploy's phase of a period (the
+	// same time of day).
 	Placebos, Looks int
+	InPhase         bool
 	// MDE is the smallest change (in the KPI's unit, as Effect) that the
 	// data could have detected, with 80% power at the KPI's threshold; NaN
 	// where it was not computed (failing KPIs, ks). RelMDE is MDE as a
@@ -274,7 +277,7 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 		return
 	}
 	if c := k.Calibration; c != nil && !k.HasCounts {
-		kv.Placebos = c.N()
+		kv.Placebos, kv.InPhase = c.N(), c.Period > 0
 		if c.MinP() > firstAlpha {
 			need := PlacebosFor(firstAlpha)
 			kv.Reason = fmt.Sprintf("too little history to calibrate: %d placebo deploys, need %d, that is %d steps of history before the deploy",

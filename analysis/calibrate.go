@@ -40,14 +40,14 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	}
 	need := detector.PlacebosFor(a.Alpha * least / total)
 	placebos := max(detector.MaxPlacebos, 2*need)
-	steps := lookback + window + placebos - 1
+	steps := 2*lookback + window + placebos - 1
 	// A day's worth of steps, for placebos at the same time of day, and
 	// enough days of history to find 2·need of them (up to 5 weeks).
 	period, tol := 0, 0
 	if day := 24 * time.Hour; day%a.Step == 0 && a.Step <= 30*time.Minute {
 		period, tol = int(day/a.Step), max(1, int(time.Hour/a.Step))
 		days := (2*need)/(2*tol+1) + 2
-		steps = min(max(steps, lookback+window+days*period), lookback+window+35*period)
+		steps = min(max(steps, 2*lookback+window+days*period), 2*lookback+window+35*period)
 	}
 	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
 	vars := rules.Vars{Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion, Deploy: d.ID}

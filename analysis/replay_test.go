@@ -81,9 +81,9 @@ kpis:
 `
 
 func TestReplayBefore(t *testing.T) {
-	// A day of history: 289 samples up to the deploy, so 289 − 48 − 24 + 1
-	// = 218 placebo deploys with a 4h
-	// lookback and a 2h window, all before the deploy.
+	// A day of history: 289 samples up to the deploy, so 289 − 2·48 − 24 + 1
+	// = 170 placebo deploys with a 4h
+	// lookback and a 2h window, all ending before the deploy's lookback.
 	from := t0.Add(-24 * time.Hour)
 	tests := []struct {
 		name      string
@@ -112,8 +112,8 @@ func TestReplayBefore(t *testing.T) {
 			if dec.Planned != 24 || dec.Alpha != 0.01 {
 				t.Errorf("planned %d alpha %v, want 24 and 0.01", dec.Planned, dec.Alpha)
 			}
-			if k := dec.Verdict.KPIs[0]; k.Placebos != 218 {
-				t.Errorf("calibrated on %d placebos, want 218: %s", k.Placebos, k.Sentence)
+			if k := dec.Verdict.KPIs[0]; k.Placebos != 170 {
+				t.Errorf("calibrated on %d placebos, want 170: %s", k.Placebos, k.Sentence)
 			}
 			if tt.want == detector.Fail {
 				if !dec.DecidedAt.Equal(dec.At) || dec.Looks >= 24 {

@@ -9,7 +9,7 @@ import (
 // Calibration is what a KPI's statistic does at harmless deploys of its own
 // past: for placebo deploys in the history before the real one (every
 // point of the history with a full lookback before it and a full window
-// after it, all before the deploy), the largest value the statistic
+// after it, the window ending before the deploy's own lookback begins), the largest value the statistic
 // reached over the window. A real deploy's statistic is judged against
 // these maxima instead of a textbook distribution, so the drift, daily
 // cycles, bursts and autocorrelation of the KPI are in the null
@@ -41,10 +41,12 @@ func PlacebosFor(a float64) int {
 
 // Calibrate builds the calibration of a continuous KPI from its history:
 // its values at each step before the deploy, oldest first, non-finite
-// values left out by the caller. Placebo deploys are placed at every point
-// of the history (or every stride-th, beyond max placebos; max ≤ 0 means
-// MaxPlacebos) that has lookback values before it and window values after
-// it.
+// values left out by the caller; its last lookback values are the deploy's
+// own lookback. Placebo deploys are placed at every point of the history
+// (or every stride-th, beyond max placebos; max ≤ 0 means MaxPlacebos)
+// that has lookback values before it and window values after it, the
+// window ending before the deploy's lookback: no placebo's window shares
+// data with the lookback the deploy is compared with.
 func Calibrate(history []float64, lookback, window int, bad Direction, max int) Calibration {
 	if max <= 0 {
 		max = MaxPlacebos
@@ -53,7 +55,7 @@ func Calibrate(history []float64, lookback, window int, bad Direction, max int) 
 	if lookback < 1 || window < 1 {
 		return c
 	}
-	n := len(history) - lookback - window + 1
+	n := len(history) - 2*lookback - window + 1
 	if n <= 0 {
 		return c
 	}
@@ -63,7 +65,7 @@ func Calibrate(history []float64, lookback, window int, bad Direction, max int) 
 	// to the deploy is the one kept. With a stride of 1 the sorted
 	// lookback slides by one value from a placebo to the next.
 	var sorted []float64
-	for p := len(history) - window; p >= lookback; p -= stride {
+	for p := len(history) - window - lookback; p >= lookback; p -= stride {
 		lb := history[p-lookback : p]
 		if sorted == nil || stride != 1 {
 			sorted = append(sorted[:0], lb...)
@@ -116,7 +118,7 @@ func CalibrateInPhase(history []float64, lookback, window int, bad Direction, ma
 	}
 	d := len(history)
 	var at []int
-	for p := d - window; p >= lookback && len(at) < max; p-- {
+	for p := d - window - lookback; p >= lookback && len(at) < max; p-- {
 		if off := (d - p) % period; off <= tol || off >= period-tol {
 			at = append(at, p)
 		}

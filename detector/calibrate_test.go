@@ -78,16 +78,16 @@ func TestTrajectory(t *testing.T) {
 func TestCalibrate(t *testing.T) {
 	h := normals(7, 500, 0, 1)
 	c := Calibrate(h, 48, 24, Increase, 0)
-	if c.N() != 500-48-24+1 || c.Lookback != 48 || c.Window != 24 {
-		t.Fatalf("N %d (%d, %d), want %d placebos", c.N(), c.Lookback, c.Window, 500-48-24+1)
+	if c.N() != 500-2*48-24+1 || c.Lookback != 48 || c.Window != 24 {
+		t.Fatalf("N %d (%d, %d), want %d placebos", c.N(), c.Lookback, c.Window, 500-2*48-24+1)
 	}
 	for i := 1; i < c.N(); i++ {
 		if c.Maxima[i] < c.Maxima[i-1] {
 			t.Fatal("maxima not sorted")
 		}
 	}
-	// The last placebo's maximum is the statistic of its own window.
-	if m := Statistic(h[500-24-48:500-24], h[500-24:], Increase); c.P(m) > 1 || c.P(m) < c.MinP() {
+	// The last placebo's window ends where the deploy's lookback begins.
+	if m := Statistic(h[500-24-96:500-24-48], h[500-24-48:500-48], Increase); c.P(m) > 1 || c.P(m) < c.MinP() {
 		t.Errorf("P(%v) = %v out of range", m, c.P(m))
 	}
 	if got, want := c.P(math.Inf(1)), 1/float64(c.N()+1); got != want {
@@ -100,8 +100,8 @@ func TestCalibrate(t *testing.T) {
 	if long.N() > MaxPlacebos || long.N() < MaxPlacebos/2 {
 		t.Errorf("a long history gave %d placebos, want at most %d and not far below", long.N(), MaxPlacebos)
 	}
-	if n := Calibrate(h[:71], 48, 24, Increase, 0).N(); n != 0 {
-		t.Errorf("71 values gave %d placebos, want 0", n)
+	if n := Calibrate(h[:119], 48, 24, Increase, 0).N(); n != 0 {
+		t.Errorf("119 values gave %d placebos, want 0", n)
 	}
 	if n := Calibrate(normals(8, 10000, 0, 1), 48, 24, Increase, 5000).N(); n < 4900 || n > 5000 {
 		t.Errorf("max 5000 gave %d placebos", n)
@@ -130,7 +130,7 @@ func TestCalibrateSliding(t *testing.T) {
 	}
 	got := Calibrate(h, 48, 24, Either, 0)
 	var want []float64
-	for p := len(h) - 24; p >= 48; p-- {
+	for p := len(h) - 24 - 48; p >= 48; p-- {
 		want = append(want, Statistic(h[p-48:p], h[p:p+24], Either))
 	}
 	slices.Sort(want)
@@ -195,12 +195,12 @@ func TestJudgeCalibrated(t *testing.T) {
 		t.Errorf("%v p=%v (min %v): %s", v.Outcome, k.PValue, c.MinP(), k.Sentence)
 	}
 	// 50 placebos cannot reach 0.01: inconclusive, never a pass.
-	short := Calibrate(h[:121], 48, 24, Decrease, 0)
+	short := Calibrate(h[:169], 48, 24, Decrease, 0)
 	v, err = Judge([]KPI{{Name: "conversion", Bad: Decrease, Canary: drop, Baseline: base, Calibration: &short}}, JudgeOptions{Alpha: 0.01, Looks: 24})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v.Outcome != Inconclusive || !strings.Contains(v.KPIs[0].Reason, "too little history to calibrate: 50 placebo deploys, need 99, that is 170 steps of history before the deploy") {
+	if v.Outcome != Inconclusive || !strings.Contains(v.KPIs[0].Reason, "too little history to calibrate: 50 placebo deploys, need 99, that is 218 steps of history before the deploy") {
 		t.Errorf("%v: %s", v.Outcome, v.KPIs[0].Sentence)
 	}
 	// Without calibration the test's p-value is multiplied by the looks.
@@ -217,7 +217,7 @@ func TestJudgeCalibrated(t *testing.T) {
 // BenchmarkCalibrate: 2 000 placebos of a 48-sample lookback and a
 // 24-sample window, as analysis.Calibrate asks for by default.
 func BenchmarkCalibrate(b *testing.B) {
-	h := normals(1, 48+24+2000-1, 100, 5)
+	h := normals(1, 2*48+24+2000-1, 100, 5)
 	for b.Loop() {
 		Calibrate(h, 48, 24, Increase, 0)
 	}
@@ -235,9 +235,10 @@ func TestCalibrateInPhase(t *testing.T) {
 		t.Fatalf("fell back to all placebos (%d)", c.N())
 	}
 	// The placebos are those 24k ± 1 steps before the deploy (at
-	// len(h)) whose windows end before it and lookbacks start after 0.
+	// len(h)) whose windows end before its lookback and whose lookbacks
+	// start after 0.
 	want := 0
-	for p := len(h) - 4; p >= 6; p-- {
+	for p := len(h) - 4 - 6; p >= 6; p-- {
 		if off := (len(h) - p) % period; off <= tol || off >= period-tol {
 			want++
 		}

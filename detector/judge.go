@@ -281,7 +281,7 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 		if c.MinP() > firstAlpha {
 			need := PlacebosFor(firstAlpha)
 			kv.Reason = fmt.Sprintf("too little history to calibrate: %d placebo deploys, need %d, that is %d steps of history before the deploy",
-				c.N(), need, need+c.Lookback+c.Window-1)
+				c.N(), need, need+2*c.Lookback+c.Window-1)
 			kv.PValue = math.NaN()
 			return
 		}

@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/immune-project/immune/internal/timestamp"
 )
 
 // CSVError is a bad line of a deploys file.
@@ -117,27 +117,8 @@ func csvErr(file string, err error) error {
 }
 
 // ParseTime reads RFC 3339, "2006-01-02 15:04:05" (taken as UTC) or Unix
-// seconds, integer or fractional.
+// seconds, integer or fractional, to the millisecond: the timestamps of
+// history files (internal/timestamp).
 func ParseTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, errors.New("time is empty")
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
-	}
-	if t, err := time.Parse(time.DateTime, s); err == nil {
-		return t, nil
-	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil && !math.IsNaN(f) && !math.IsInf(f, 0) && math.Abs(f) < 1e11 {
-		sec, frac := math.Modf(f)
-		return time.Unix(int64(sec), int64(math.Round(frac*1e9))).UTC(), nil
-	}
-	return time.Time{}, fmt.Errorf("time %q: want RFC 3339, \"2006-01-02 15:04:05\" (UTC) or Unix seconds", truncate(s))
-}
-
-func truncate(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "…"
-	}
-	return s
+	return timestamp.Parse(s)
 }

@@ -33,7 +33,7 @@ func TestParseCSV(t *testing.T) {
 		{"duplicate column", "id,time,id\nd1,0,d2\n", nil, `d.csv:1: column "id" appears twice`},
 		{"header only", "id,time\n", nil, "d.csv:2: no deploys after the header"},
 		{"bad time and duplicate id, both reported", "id,time\nd1,yesterday\nd2,0\nd2,1\n", nil,
-			"d.csv:2: deploy \"d1\": time \"yesterday\": want RFC 3339, \"2006-01-02 15:04:05\" (UTC) or Unix seconds\nd.csv:4: id \"d2\" already used on line 3"},
+			"d.csv:2: deploy \"d1\": timestamp \"yesterday\": want 2006-01-02 15:04:05 (UTC), RFC 3339 or Unix seconds\nd.csv:4: id \"d2\" already used on line 3"},
 		{"field count", "id,time\nd1,0,extra\n", nil, "d.csv:2: 3 fields, the header has 2"},
 		{"empty id", "id,time\n,0\n", nil, "d.csv:2: id is empty"},
 		{"bare quote", "id,time\n\"d1,0\n", nil, "d.csv:"},

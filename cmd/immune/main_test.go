@@ -196,7 +196,7 @@ func TestBacktestErrors(t *testing.T) {
 		{"both histories", []string{"--rules", rulesFile, "--deploys", deploys, "--data", data, "--prometheus", "http://127.0.0.1:1"}, exitUsage, "exclude each other"},
 		{"bad label", []string{"--rules", rulesFile, "--deploys", deploys, "--data", data, "--label", "x"}, exitUsage, `--label "x"`},
 		{"invalid rules", []string{"--rules", write(t, "r.yaml", "service: x\n"), "--deploys", deploys, "--data", data}, exitFail, "r.yaml"},
-		{"bad deploys", []string{"--rules", rulesFile, "--deploys", write(t, "d.csv", "id,time\nx,never\n"), "--data", data}, exitFail, `d.csv:2: deploy "x": time "never"`},
+		{"bad deploys", []string{"--rules", rulesFile, "--deploys", write(t, "d.csv", "id,time\nx,never\n"), "--data", data}, exitFail, `d.csv:2: deploy "x": timestamp "never"`},
 		{"other service", []string{"--rules", rulesFile, "--deploys", write(t, "d2.csv", "id,time,service\nx,0,checkout\n"), "--data", data}, exitFail, `deploy "x" is of service "checkout"`},
 		{"bad data", []string{"--rules", rulesFile, "--deploys", deploys, "--data", write(t, "bad.csv", "timestamp,value\nyesterday,1\n")}, exitFail, "bad.csv:2:"},
 		{"unreachable prometheus", []string{"--rules", rulesFile, "--deploys", deploys, "--prometheus", "http://127.0.0.1:1"}, exitFail, "prometheus http://127.0.0.1:1: "},

@@ -8,11 +8,11 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/prometheus/common/model"
 
 	"github.com/immune-project/immune/collector"
+	"github.com/immune-project/immune/internal/timestamp"
 )
 
 // CSV reads a CSV file: a header "timestamp,<metric>[,<metric>…]", then
@@ -82,7 +82,7 @@ func CSV(name string, r io.Reader, opts Options) ([]collector.Series, Stats, err
 			pr.add(line, "%d columns, want %d (%s)", len(rec), len(header), strings.Join(append([]string{"timestamp"}, metrics...), ","))
 			continue
 		}
-		t, err := parseTimestamp(strings.TrimSpace(rec[0]))
+		t, err := timestamp.ParseMillis(strings.TrimSpace(rec[0]))
 		if err != nil {
 			pr.add(line, "%v", err)
 			continue
@@ -153,106 +153,4 @@ func csvMsg(err error) string {
 		return pe.Err.Error()
 	}
 	return err.Error()
-}
-
-const dateTimeLayout = "2006-01-02 15:04:05"
-
-// maxUnixSeconds is 9999-12-31T23:59:59Z.
-const maxUnixSeconds = 253402300799
-
-// parseTimestamp returns milliseconds since the Unix epoch.
-func parseTimestamp(s string) (int64, error) {
-	if s == "" {
-		return 0, errors.New("empty timestamp")
-	}
-	if isUnixSeconds(s) {
-		return parseUnixSeconds(s)
-	}
-	if ms, ok := parseDateTime(s); ok {
-		return ms, nil
-	}
-	for _, layout := range []string{dateTimeLayout, time.RFC3339Nano} {
-		if t, err := time.Parse(layout, s); err == nil {
-			return t.Round(time.Millisecond).UnixMilli(), nil
-		}
-	}
-	return 0, errors.New("timestamp " + strconv.Quote(s) + ": want 2006-01-02 15:04:05 (UTC), RFC 3339 or Unix seconds")
-}
-
-// parseDateTime is time.Parse(dateTimeLayout, s) for the common case
-// (no fraction), three times faster; ok is false for anything else.
-func parseDateTime(s string) (int64, bool) {
-	if len(s) != len(dateTimeLayout) || s[4] != '-' || s[7] != '-' || s[10] != ' ' || s[13] != ':' || s[16] != ':' {
-		return 0, false
-	}
-	num := func(i, j int) int {
-		n := 0
-		for ; i < j; i++ {
-			c := s[i]
-			if c < '0' || c > '9' {
-				return -1
-			}
-			n = n*10 + int(c-'0')
-		}
-		return n
-	}
-	year, month, day := num(0, 4), num(5, 7), num(8, 10)
-	hour, minute, sec := num(11, 13), num(14, 16), num(17, 19)
-	if year < 0 || month < 1 || month > 12 || day < 1 || hour < 0 || hour > 23 || minute < 0 || minute > 59 || sec < 0 || sec > 59 {
-		return 0, false
-	}
-	t := time.Date(year, time.Month(month), day, hour, minute, sec, 0, time.UTC)
-	if t.Day() != day { // February 30th
-		return 0, false
-	}
-	return t.UnixMilli(), true
-}
-
-// isUnixSeconds: digits, optionally a point and more digits.
-func isUnixSeconds(s string) bool {
-	intPart, frac, hasPoint := strings.Cut(s, ".")
-	if intPart == "" || hasPoint && frac == "" {
-		return false
-	}
-	for _, part := range []string{intPart, frac} {
-		for i := 0; i < len(part); i++ {
-			if part[i] < '0' || part[i] > '9' {
-				return false
-			}
-		}
-	}
-	return true
-}
-
-// parseUnixSeconds converts decimal seconds to milliseconds exactly,
-// rounding half up at the fourth decimal.
-func parseUnixSeconds(s string) (int64, error) {
-	intPart, frac, _ := strings.Cut(s, ".")
-	intPart = strings.TrimLeft(intPart, "0")
-	if intPart == "" {
-		intPart = "0"
-	}
-	if len(intPart) > 12 {
-		return 0, unixRangeError(s, intPart)
-	}
-	sec, err := strconv.ParseInt(intPart, 10, 64)
-	if err != nil || sec > maxUnixSeconds {
-		return 0, unixRangeError(s, intPart)
-	}
-	ms := sec * 1000
-	digits := (frac + "000")[:3]
-	m, _ := strconv.ParseInt(digits, 10, 64)
-	ms += m
-	if len(frac) > 3 && frac[3] >= '5' {
-		ms++
-	}
-	return ms, nil
-}
-
-func unixRangeError(s, intPart string) error {
-	msg := "timestamp " + strconv.Quote(s) + ": Unix seconds beyond the year 9999"
-	if len(intPart) >= 13 && len(intPart) <= 16 {
-		msg += " (milliseconds? divide by 1000)"
-	}
-	return errors.New(msg)
 }

@@ -32,23 +32,7 @@ func rulesUsageTo(w io.Writer) {
 
 // runRules dispatches "immune rules <command>".
 func runRules(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		rulesUsageTo(stderr)
-		return exitUsage
-	}
-	switch args[0] {
-	case "help", "-h", "-help", "--help":
-		rulesUsageTo(stdout)
-		return exitOK
-	}
-	for _, c := range rulesCommands {
-		if c.name == args[0] {
-			return c.run(args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "immune rules: unknown command %q\n\n", args[0])
-	rulesUsageTo(stderr)
-	return exitUsage
+	return dispatch("immune rules", rulesCommands, rulesUsageTo, args, stdout, stderr)
 }
 
 const rulesCheckUsage = `Usage: immune rules check [-q] FILE...

@@ -15,14 +15,18 @@ import (
 type Calibrations map[string]*detector.Calibration
 
 // Calibrate measures, for each Mann-Whitney KPI (test auto or
-// mann-whitney, not events/trials) of a rule file with a `before` baseline, how its statistic behaves at placebo deploys in the
-// history before deploy d (detector.Calibrate): up to
-// detector.MaxPlacebos placebos, each with the rule's lookback and window,
-// all of them before the deploy. Only data before the deploy is read.
+// mann-whitney, not events/trials) of a rule file with a `before` baseline,
+// how its statistic behaves at placebo deploys in the history before
+// deploy d (detector.CalibrateInPhase): placebos with the rule's lookback
+// and window, their windows ending before the deploy's own lookback, at
+// the same time of day when the history holds enough of them. Only data
+// before the deploy is read.
 //
-// KPIs with another baseline or another test, and KPIs whose history
-// cannot be read are left out: they are judged with their test's p-value
-// times the looks. A source that fails as a whole is an error.
+// A KPI whose history cannot be read (no series, say) gets an empty
+// calibration, and so is inconclusive for too little history, like one
+// with too short a history. KPIs with another baseline or another test
+// get none: they are judged with their test's p-value times the looks. A
+// source that fails as a whole is an error.
 func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy) (Calibrations, error) {
 	a := f.Analysis
 	cal := Calibrations{}
@@ -50,7 +54,7 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		steps = min(max(steps, 2*lookback+window+days*period), 2*lookback+window+35*period)
 	}
 	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
-	vars := rules.Vars{Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion, Deploy: d.ID}
+	vars := varsOf(d)
 	for i := range f.KPIs {
 		rk := &f.KPIs[i]
 		if rk.ResolvedTest() != rules.MannWhitneyTest {
@@ -59,19 +63,16 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 			// (with Bonferroni over the looks).
 			continue
 		}
+		var history []float64
 		q, err := f.Queries(rk, rules.RoleBaseline, vars)
-		if err != nil {
-			continue
+		if err == nil {
+			history, err = values(ctx, src, q.Query, a.Step, "history", span)
 		}
-		history, err := values(ctx, src, q.Query, a.Step, "history", span)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if sourceDown(err) {
+			if err := lookFailed(ctx, err); err != nil {
 				return nil, err
 			}
-			continue
+			history = nil // no placebos: inconclusive, as too short a history
 		}
 		c := detector.CalibrateInPhase(history, lookback, window, kpiSpec(rk).Bad, placebos, period, tol, 2*need)
 		cal[rk.Name] = &c

@@ -70,10 +70,7 @@ func Spans(a rules.Analysis, deployed, at time.Time) (canary Span, baseline []Sp
 // without one is judged with its test's p-value alone.
 func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, at time.Time, cal Calibrations) ([]detector.KPI, error) {
 	canary, baseline := Spans(f.Analysis, d.Time, at)
-	vars := rules.Vars{Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion, Deploy: d.ID}
-	if vars.Service == "" {
-		vars.Service = f.Service
-	}
+	vars := varsOf(d)
 	kpis := make([]detector.KPI, 0, len(f.KPIs))
 	for i := range f.KPIs {
 		rk := &f.KPIs[i]
@@ -81,10 +78,7 @@ func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.D
 		k.Calibration = cal[rk.Name]
 		err := gatherKPI(ctx, src, f, rk, vars, f.Analysis.Step, canary, baseline, &k)
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil, ctx.Err()
-			}
-			if sourceDown(err) {
+			if err := lookFailed(ctx, err); err != nil {
 				return nil, err
 			}
 			k.Missing = err.Error()
@@ -94,15 +88,25 @@ func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.D
 	return kpis, nil
 }
 
-// sourceDown reports whether err is a failure of the whole source rather
-// than of one query.
-func sourceDown(err error) bool {
+// varsOf is a deploy's values of the selectors' placeholders; an empty
+// service is the rule file's (rules.File.Queries).
+func varsOf(d deploy.Deploy) rules.Vars {
+	return rules.Vars{Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion, Deploy: d.ID}
+}
+
+// lookFailed returns the error that stops a look, when err, one KPI's
+// query error, is one: the context ended, or the whole source failed
+// rather than one query. Otherwise nil: the KPI alone lacks data.
+func lookFailed(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	for _, e := range []error{collector.ErrUnavailable, collector.ErrUnauthorized, collector.ErrBadResponse, collector.ErrClosed} {
 		if errors.Is(err, e) {
-			return true
+			return err
 		}
 	}
-	return false
+	return nil
 }
 
 // kpiSpec maps a rule file KPI onto the detector's, data aside.

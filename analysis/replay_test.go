@@ -389,3 +389,17 @@ func TestSplit(t *testing.T) {
 		})
 	}
 }
+
+// TestCalibrateWithoutHistory: a KPI whose history cannot be read gets an
+// empty calibration, so it is inconclusive like one with too little
+// history, not judged by the uncalibrated test.
+func TestCalibrateWithoutHistory(t *testing.T) {
+	f := parseRules(t, beforeRules)
+	cal, err := Calibrate(context.Background(), store(t), f, deploy.Deploy{ID: "d1", Time: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cal["conversion"]; c == nil || c.N() != 0 {
+		t.Fatalf("calibration %+v, want an empty one", c)
+	}
+}

@@ -1,6 +1,6 @@
-// Package deploy is the deploy model and, in time, the sources of deploy
-// events (ZooKeeper, HTTP, the CLI). Today it reads deploys from CSV for
-// backtests.
+// Package deploy is the deploy model, the ZooKeeper protocol's types
+// (protocol.go) and the sources of deploy events: CSV for backtests,
+// ZooKeeper, HTTP and the CLI for live deploys.
 package deploy
 
 import "time"
@@ -13,5 +13,9 @@ type Deploy struct {
 	PreviousVersion string
 	// Time is when the new version started taking traffic: the end of the
 	// "before" baseline and the start of the analysis window.
-	Time time.Time
+	Time   time.Time
+	Commit string
+	Author string
+	// Groups is the planned size of each rollout group, in instances.
+	Groups []int
 }

@@ -2,8 +2,8 @@
 # make test: everything a change must pass, on a fresh machine.
 #  1. installs the servers the integration tests run against (Debian packages),
 #  2. builds, vets, checks the example rule files,
-#  3. runs every test with the race detector, with a real Prometheus started
-#     on loopback for the integration tests (IMMUNE_REQUIRE_SERVERS=1 turns a
+#  3. runs every test with the race detector, with a real Prometheus and ZooKeeper
+#     started on loopback for the integration tests (IMMUNE_REQUIRE_SERVERS=1 turns a
 #     missing server into a failure instead of a skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +20,4 @@ echo "== immune rules check / rules test on examples/"
 
 echo "== go test -race (with real servers)"
 export IMMUNE_REQUIRE_SERVERS=1
-./scripts/prometheus.sh run -- go test -race -count=1 -timeout 20m ./...
+./scripts/prometheus.sh run -- ./scripts/zookeeper.sh run -- go test -race -count=1 -timeout 20m ./...

@@ -1,0 +1,24 @@
+package deploy_test
+
+import (
+	"os"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/immune-project/immune/internal/zktest"
+)
+
+// TestMain is shared by every test of package deploy: it stops the
+// shared ZooKeeper of zktest and checks for leaked goroutines.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	zktest.StopShared()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			println("goleak:", err.Error())
+			code = 1
+		}
+	}
+	os.Exit(code)
+}

@@ -104,6 +104,10 @@ type Member struct {
 // MemberMetadata is what immune adds to the ServerSet JSON.
 type MemberMetadata struct {
 	Version string `json:"version"`
+	// Instance is the instance's name, as GroupRecord.Instances and
+	// SelfTestRecord.Instance spell it. Optional: the instance label of
+	// scraped series is this name, or serviceEndpoint host:port when empty.
+	Instance string `json:"instance,omitempty"`
 }
 
 // StatusAlive is the status of a member taking traffic.

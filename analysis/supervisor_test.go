@@ -1,0 +1,257 @@
+package analysis
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/immune-project/immune/collector"
+	"github.com/immune-project/immune/deploy"
+	"github.com/immune-project/immune/rules"
+)
+
+type oneRules struct{ f *rules.File }
+
+func (r oneRules) For(service string) *rules.File {
+	if service == r.f.Service {
+		return r.f
+	}
+	return nil
+}
+
+type fakeReverter struct {
+	mu   sync.Mutex
+	reqs []RevertRequest
+	done map[string]bool
+}
+
+func (f *fakeReverter) Revert(_ context.Context, r RevertRequest) (RevertResult, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reqs = append(f.reqs, r)
+	if f.done == nil {
+		f.done = map[string]bool{}
+	}
+	if f.done[r.Deploy.ID] {
+		return RevertResult{Already: true, Reverted: true, Trigger: "fake"}, nil
+	}
+	f.done[r.Deploy.ID] = !r.Shadow
+	return RevertResult{Reverted: !r.Shadow, Trigger: "fake"}, nil
+}
+
+func (f *fakeReverter) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.reqs)
+}
+
+type memJournal struct {
+	mu      sync.Mutex
+	entries []JournalEntry
+}
+
+func (j *memJournal) Append(_ context.Context, e JournalEntry) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.entries = append(j.entries, e)
+	return nil
+}
+
+func (j *memJournal) Progress(id string) (JournalProgress, bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var p JournalProgress
+	found := false
+	for _, e := range j.entries {
+		if e.Deploy.ID != id {
+			continue
+		}
+		found = true
+		switch e.Kind {
+		case EntryLook:
+			p.LastLook = max(p.LastLook, e.Look)
+		case EntryDecision:
+			p.Decided, p.Verdict = true, e.Verdict
+		}
+	}
+	return p, found
+}
+
+type memGate struct {
+	mu  sync.Mutex
+	got []deploy.VerdictRecord
+}
+
+func (g *memGate) Publish(_ context.Context, _ deploy.Deploy, v deploy.VerdictRecord, _ Lease) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.got = append(g.got, v)
+	return nil
+}
+
+type memNotes struct {
+	mu    sync.Mutex
+	notes []Note
+}
+
+func (m *memNotes) Note(n Note) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.notes = append(m.notes, n)
+}
+
+func (m *memNotes) kinds() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []string
+	for _, n := range m.notes {
+		out = append(out, n.Kind)
+	}
+	return out
+}
+
+// supervise runs a supervisor in a synctest bubble whose clock starts at
+// `start` in the data's time.
+func supervise(t *testing.T, src collector.Source, f *rules.File, start time.Time, o SupervisorOptions, body func(s *Supervisor)) {
+	t.Helper()
+	synctest.Test(t, func(t *testing.T) {
+		offset := start.Sub(time.Now())
+		o.Source, o.Rules = src, oneRules{f}
+		o.Now = func() time.Time { return time.Now().Add(offset) }
+		s, err := NewSupervisor(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		body(s)
+	})
+}
+
+func TestSupervisor(t *testing.T) {
+	from := t0.Add(-24 * time.Hour)
+	f := parseRules(t, beforeRules)
+	d := deploy.Deploy{ID: "d1", Service: "checkout", Version: "v2", Time: t0}
+	tests := []struct {
+		name        string
+		shift       float64
+		wantVerdict string
+		wantReverts int
+		lastGate    string
+	}{
+		{"harmless", 0, "pass", 0, "proceed"},
+		{"drop", -20, "fail", 1, "revert"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, tt.shift), "__name__", "conversion"))
+			rev, j, gate, notes := &fakeReverter{}, &memJournal{}, &memGate{}, &memNotes{}
+			o := SupervisorOptions{Reverter: rev, Journal: j, Gate: gate, Annotators: []Annotator{notes}, Instance: "i1", Delay: time.Second}
+			supervise(t, src, f, t0, o, func(s *Supervisor) {
+				s.Start(d)
+				s.Group(d.ID, deploy.GroupRecord{Group: 0, StartedAt: t0})
+				time.Sleep(30 * time.Minute)
+				s.Group(d.ID, deploy.GroupRecord{Group: 1, StartedAt: t0.Add(30 * time.Minute)})
+				if err := s.Wait(context.Background(), d.ID); err != nil {
+					t.Fatal(err)
+				}
+				r, _ := s.Lookup(d.ID)
+				if r.Verdict != tt.wantVerdict || r.State != StateDecided {
+					t.Fatalf("verdict %q state %q, want %q decided: %s", r.Verdict, r.State, tt.wantVerdict, r.Reason)
+				}
+				if n := rev.count(); n != tt.wantReverts {
+					t.Fatalf("%d reverts, want %d", n, tt.wantReverts)
+				}
+				var gates []string
+				for _, g := range gate.got {
+					gates = append(gates, g.Decision)
+				}
+				if len(gates) == 0 || gates[len(gates)-1] != tt.lastGate {
+					t.Fatalf("gate decisions %v, want the last %q", gates, tt.lastGate)
+				}
+				if tt.lastGate == "proceed" && len(gates) != 3 {
+					t.Fatalf("gate decisions %v, want proceed for group 0, group 1, and at the end", gates)
+				}
+				if tt.wantVerdict == "fail" && (r.Revert == nil || !r.Revert.Reverted) {
+					t.Fatalf("revert info %+v", r.Revert)
+				}
+				kinds := notes.kinds()
+				if kinds[0] != EventDeploy || kinds[len(kinds)-1] != EventEnd {
+					t.Fatalf("notes %v", kinds)
+				}
+			})
+			// A restart with the same journal decides nothing again.
+			rev2 := &fakeReverter{}
+			o.Reverter = rev2
+			supervise(t, src, f, t0.Add(3*time.Hour), o, func(s *Supervisor) {
+				s.Start(d)
+				if err := s.Wait(context.Background(), d.ID); err != nil {
+					t.Fatal(err)
+				}
+				r, _ := s.Lookup(d.ID)
+				if r.Verdict != tt.wantVerdict || rev2.count() != 0 {
+					t.Fatalf("after a restart: verdict %q, %d reverts", r.Verdict, rev2.count())
+				}
+			})
+		})
+	}
+}
+
+// TestSupervisorSelfTest: a failed self test reverts at once, before any look.
+func TestSupervisorSelfTest(t *testing.T) {
+	from := t0.Add(-24 * time.Hour)
+	f := parseRules(t, beforeRules)
+	src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, 0), "__name__", "conversion"))
+	d := deploy.Deploy{ID: "d2", Service: "checkout", Version: "v2", Time: t0}
+	rev := &fakeReverter{}
+	supervise(t, src, f, t0, SupervisorOptions{Reverter: rev}, func(s *Supervisor) {
+		s.Start(d)
+		time.Sleep(time.Minute)
+		s.SelfTest(d.ID, deploy.SelfTestRecord{Instance: "host-1:80", Passed: false, Detail: "GET /health: 500"})
+		if err := s.Wait(context.Background(), d.ID); err != nil {
+			t.Fatal(err)
+		}
+		r, _ := s.Lookup(d.ID)
+		if r.Verdict != "fail" || rev.count() != 1 || r.Decision.Looks != 0 {
+			t.Fatalf("verdict %q after %d looks, %d reverts: %s", r.Verdict, r.Decision.Looks, rev.count(), r.Reason)
+		}
+		if want := "fail: self test failed on host-1:80: GET /health: 500"; r.Reason != want {
+			t.Fatalf("reason %q, want %q", r.Reason, want)
+		}
+	})
+}
+
+// TestSupervisorShadow: a shadow rule file decides and records, never reverts.
+func TestSupervisorShadow(t *testing.T) {
+	from := t0.Add(-24 * time.Hour)
+	f := parseRules(t, beforeRules)
+	src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, -20), "__name__", "conversion"))
+	d := deploy.Deploy{ID: "d3", Service: "checkout", Version: "v2", Time: t0}
+	rev := &fakeReverter{}
+	supervise(t, src, f, t0, SupervisorOptions{Reverter: rev, ShadowServices: []string{"checkout"}}, func(s *Supervisor) {
+		s.Start(d)
+		if err := s.Wait(context.Background(), d.ID); err != nil {
+			t.Fatal(err)
+		}
+		r, _ := s.Lookup(d.ID)
+		if r.Verdict != "fail" || !r.Shadow || r.Revert == nil || r.Revert.Reverted {
+			t.Fatalf("shadow: verdict %q shadow %v revert %+v", r.Verdict, r.Shadow, r.Revert)
+		}
+		if rev.reqs[0].Shadow != true {
+			t.Fatal("the revert request does not say shadow")
+		}
+	})
+}
+
+// TestSupervisorNoRules: a deploy of a service without rules is skipped, not passed.
+func TestSupervisorNoRules(t *testing.T) {
+	f := parseRules(t, beforeRules)
+	supervise(t, store(t), f, t0, SupervisorOptions{Reverter: &fakeReverter{}}, func(s *Supervisor) {
+		s.Start(deploy.Deploy{ID: "x", Service: "other", Version: "v2", Time: t0})
+		r, _ := s.Lookup("x")
+		if r.State != StateSkipped || r.Verdict != "pending" {
+			t.Fatalf("state %q verdict %q", r.State, r.Verdict)
+		}
+	})
+}

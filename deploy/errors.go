@@ -1,0 +1,15 @@
+package deploy
+
+import "errors"
+
+// Errors of the deploy sources; they wrap them with the detail, so test
+// with errors.Is.
+var (
+	// ErrMalformed: a record (znode data, request body, persisted line)
+	// is not valid JSON or misses a required field.
+	ErrMalformed = errors.New("malformed record")
+	// ErrUnknownDeploy: no deploy has that id.
+	ErrUnknownDeploy = errors.New("unknown deploy")
+	// ErrConflict: a record with that id exists with different content.
+	ErrConflict = errors.New("conflicting record")
+)

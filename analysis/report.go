@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"strconv"
 	"time"
@@ -20,6 +21,23 @@ func (x number) MarshalJSON() ([]byte, error) {
 	}
 	return strconv.AppendFloat(nil, f, 'g', -1, 64), nil
 }
+
+// UnmarshalJSON reads a number, null as NaN.
+func (x *number) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		*x = number(math.NaN())
+		return nil
+	}
+	f, err := strconv.ParseFloat(string(b), 64)
+	if err != nil {
+		return fmt.Errorf("number: %w", err)
+	}
+	*x = number(f)
+	return nil
+}
+
+// Float is the number as a float64 (NaN for null).
+func (x number) Float() float64 { return float64(x) }
 
 // KPIReport is one KPI's verdict as JSON.
 type KPIReport struct {

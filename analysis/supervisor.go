@@ -14,25 +14,31 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/immune-project/immune/annotator"
 	"github.com/immune-project/immune/collector"
 	"github.com/immune-project/immune/deploy"
 	"github.com/immune-project/immune/detector"
+	"github.com/immune-project/immune/rollback"
+	"github.com/immune-project/immune/rollback/audit"
 	"github.com/immune-project/immune/rules"
 )
 
-// SupervisorOptions wires a Supervisor. Source, Rules and Reverter are
+// SupervisorOptions wires a Supervisor. Source, Rules and Trigger are
 // required; the rest is optional.
 type SupervisorOptions struct {
-	Source   collector.Source
-	Rules    RuleSet
-	Reverter Reverter
+	Source collector.Source
+	Rules  RuleSet
+	// Trigger pulls the revert path (shadow or real, rollback.Selector),
+	// at most once per deploy (rollback.Once).
+	Trigger rollback.Trigger
 	// Gate publishes verdicts and per-group gate decisions.
-	Gate Gate
-	// Annotators are told of every deploy, verdict, revert and end.
-	Annotators []Annotator
+	Gate rollback.Gate
+	// Annotator is told of every deploy, verdict, revert and end; it
+	// must not block (annotator.Async).
+	Annotator annotator.Annotator
 	// Ownership shares deploys between instances; nil: this instance
 	// analyses every deploy.
-	Ownership Ownership
+	Ownership rollback.Ownership
 	// Journal is the audit log; nil: nothing survives a restart.
 	Journal Journal
 	// Instance names this immune instance in reverts and verdicts.
@@ -43,9 +49,10 @@ type SupervisorOptions struct {
 	// GateLooks is how many looks a rollout group must be watched, with no
 	// fail, before its gate says proceed (default 2).
 	GateLooks int
-	// ShadowServices are services in shadow mode whatever their rule
-	// files say.
-	ShadowServices []string
+	// Shadow says which deploys are in shadow mode (besides rule files
+	// with mode: shadow); the Trigger must agree (rollback.Selector with
+	// the same config).
+	Shadow rollback.ShadowConfig
 	// AlertsRevert makes a firing alert of the deploy's service, during
 	// its window, a failure of the deploy.
 	AlertsRevert bool
@@ -76,8 +83,12 @@ type Record struct {
 	Shadow   bool
 	// State is waiting (for ownership or the first look), running,
 	// decided, or skipped (no rule file, or ended before immune saw it).
-	State    string
-	Decision Decision
+	State string
+	// Decision is the last judged look (zero after a restart: see Report).
+	Decision Decision `json:"-"`
+	// Report is the decision in numbers: per KPI the p-value, threshold,
+	// levels, effect and interval.
+	Report *Report
 	// Verdict is pending until a look is judged, then the decision's.
 	Verdict string
 	// Reason is the verdict's first sentence.
@@ -125,8 +136,8 @@ type signal struct {
 
 // NewSupervisor returns a Supervisor; Run it, then hand it deploy events.
 func NewSupervisor(o SupervisorOptions) (*Supervisor, error) {
-	if o.Source == nil || o.Rules == nil || o.Reverter == nil {
-		return nil, errors.New("supervisor: Source, Rules and Reverter are required")
+	if o.Source == nil || o.Rules == nil || o.Trigger == nil {
+		return nil, errors.New("supervisor: Source, Rules and Trigger are required")
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -175,7 +186,8 @@ func (s *Supervisor) Start(d deploy.Deploy) {
 		return
 	}
 	t.rec.File, t.rec.RuleFile = f, f.Filename
-	t.rec.Shadow = f.Analysis.Mode == rules.ModeShadow || slices.Contains(s.o.ShadowServices, d.Service)
+	t.rec.Shadow = f.Analysis.Mode == rules.ModeShadow ||
+		s.o.Shadow.Shadowed(rollback.Request{Deploy: d, RuleFile: f.Filename})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -299,6 +311,11 @@ func copyRecord(r Record) Record {
 		v := *r.Revert
 		r.Revert = &v
 	}
+	if r.Report != nil {
+		v := *r.Report
+		v.KPIs = slices.Clone(v.KPIs)
+		r.Report = &v
+	}
 	return r
 }
 
@@ -310,9 +327,12 @@ func (s *Supervisor) update(id string, f func(r *Record)) {
 	}
 }
 
-func (s *Supervisor) note(n Note) {
-	for _, a := range s.o.Annotators {
-		a.Note(n)
+func (s *Supervisor) note(ctx context.Context, ev annotator.Event, log *slog.Logger) {
+	if s.o.Annotator == nil {
+		return
+	}
+	if err := s.o.Annotator.Annotate(ctx, ev); err != nil && ctx.Err() == nil {
+		log.Warn("annotate", "kind", ev.Kind, "err", err)
 	}
 }
 
@@ -322,25 +342,12 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 	f := t.rec.File
 	log := s.log.With("deploy", d.ID, "service", d.Service, "version", d.Version)
 
-	var prog JournalProgress
-	if s.o.Journal != nil {
-		prog, _ = s.o.Journal.Progress(d.ID)
-	}
-	if prog.Decided {
-		// Decided before a restart: keep the verdict, do nothing again.
-		s.update(d.ID, func(r *Record) {
-			r.State, r.Verdict = StateDecided, prog.Verdict
-			r.Reason = "decided before a restart of immune (see the audit log)"
-			if prog.Reverted {
-				r.Revert = &RevertInfo{Reverted: true, Reason: r.Reason}
-			}
-		})
+	if s.decidedBefore(t) {
 		return
 	}
-
-	var lease Lease
+	var lease rollback.Lease
 	if s.o.Ownership != nil {
-		l, err := s.o.Ownership.Acquire(ctx, d.ID)
+		l, err := s.o.Ownership.Wait(ctx, d.ID)
 		if err != nil {
 			if ctx.Err() == nil {
 				log.Error("ownership", "err", err)
@@ -348,10 +355,13 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 			return
 		}
 		lease = l
-		defer lease.Release()
-		// Another instance may have gone further before it died.
-		if s.o.Journal != nil {
-			prog, _ = s.o.Journal.Progress(d.ID)
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = lease.Release(ctx)
+		}()
+		if s.decidedBefore(t) {
+			return
 		}
 	}
 	var lost <-chan struct{}
@@ -361,17 +371,13 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 	s.update(d.ID, func(r *Record) { r.State, r.Owner = StateRunning, true })
 	s.m.active.Inc()
 	defer s.m.active.Dec()
-	if prog.LastLook == 0 {
-		s.note(Note{Kind: EventDeploy, At: d.Time, Deploy: d, Shadow: t.rec.Shadow,
-			Text: fmt.Sprintf("deploy %s of %s: %s → %s", d.ID, d.Service, orDash(d.PreviousVersion), d.Version)})
-	}
+	s.note(ctx, annotator.Event{Kind: annotator.KindDeploy, At: d.Time, Deploy: d, Shadow: t.rec.Shadow,
+		Text: fmt.Sprintf("deploy %s of %s: %s → %s", d.ID, d.Service, orDash(d.PreviousVersion), d.Version)}, log)
 
+	// Looks are taken again from the first after a restart: each sees only
+	// the data up to its instant, so it judges as it did before.
 	w := NewWatch(f, d, s.o.Delay)
-	w.Resume(prog.LastLook)
 	gates := map[int]string{}
-	for g, dec := range prog.Gates {
-		gates[g] = dec
-	}
 	for !w.Done() {
 		wait := w.Due().Sub(s.o.Now())
 		timer := time.NewTimer(max(wait, 0))
@@ -411,10 +417,10 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 			}
 			continue
 		}
-		s.journal(ctx, JournalEntry{Kind: EntryLook, At: dec.At, Deploy: d, Look: dec.Looks, Verdict: dec.Verdict.Outcome.String()}, log)
 		lines := dec.Explanation()
+		rep := dec.Report()
 		s.update(d.ID, func(r *Record) {
-			r.Decision, r.Verdict = dec, "pending"
+			r.Decision, r.Report, r.Verdict = dec, &rep, "pending"
 			if dec.Verdict.Outcome == detector.Fail || w.Done() {
 				r.Verdict = dec.Verdict.Outcome.String()
 			}
@@ -433,7 +439,7 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 
 // gate publishes, for the newest started group, proceed once it has been
 // watched GateLooks looks without a fail; a fail is published by finish.
-func (s *Supervisor) gate(ctx context.Context, t *tracked, lease Lease, dec Decision, w *Watch, gates map[int]string, log *slog.Logger) {
+func (s *Supervisor) gate(ctx context.Context, t *tracked, lease rollback.Lease, dec Decision, w *Watch, gates map[int]string, log *slog.Logger) {
 	if s.o.Gate == nil || dec.Verdict.Outcome == detector.Fail {
 		return
 	}
@@ -457,7 +463,7 @@ func (s *Supervisor) gate(ctx context.Context, t *tracked, lease Lease, dec Deci
 	}
 }
 
-func (s *Supervisor) publish(ctx context.Context, t *tracked, lease Lease, group int, decision, verdict, reason string, at time.Time, log *slog.Logger) {
+func (s *Supervisor) publish(ctx context.Context, t *tracked, lease rollback.Lease, group int, decision, verdict, reason string, at time.Time, log *slog.Logger) {
 	d := t.rec.Deploy
 	gv := deploy.GroupVerdict{Group: group, Decision: decision, Verdict: verdict, At: at}
 	var all []deploy.GroupVerdict
@@ -470,15 +476,13 @@ func (s *Supervisor) publish(ctx context.Context, t *tracked, lease Lease, group
 	}
 	v := deploy.VerdictRecord{DeployID: d.ID, Verdict: verdict, Group: group, Decision: decision,
 		Reason: reason, At: at, Instance: s.o.Instance, Groups: all}
-	if err := s.o.Gate.Publish(ctx, d, v, lease); err != nil {
+	if _, err := s.o.Gate.WriteVerdict(ctx, d, v); err != nil {
 		log.Error("publish the gate decision", "group", group, "decision", decision, "err", err)
-		return
 	}
-	s.journal(ctx, JournalEntry{Kind: EntryGate, At: at, Deploy: d, Group: group, Verdict: verdict, Result: decision}, log)
 }
 
 // failNow fails the deploy on a signal (self test, alert) and reverts it.
-func (s *Supervisor) failNow(ctx context.Context, t *tracked, lease Lease, sig signal, log *slog.Logger) {
+func (s *Supervisor) failNow(ctx context.Context, t *tracked, lease rollback.Lease, sig signal, log *slog.Logger) {
 	d := t.rec.Deploy
 	at := s.o.Now()
 	reason := "fail: " + sig.reason
@@ -491,7 +495,7 @@ func (s *Supervisor) failNow(ctx context.Context, t *tracked, lease Lease, sig s
 }
 
 // finish ends the analysis with its last decision.
-func (s *Supervisor) finish(ctx context.Context, t *tracked, lease Lease, dec Decision, log *slog.Logger) {
+func (s *Supervisor) finish(ctx context.Context, t *tracked, lease rollback.Lease, dec Decision, log *slog.Logger) {
 	d := t.rec.Deploy
 	lines := dec.Explanation()
 	verdict := dec.Verdict.Outcome.String()
@@ -503,8 +507,12 @@ func (s *Supervisor) finish(ctx context.Context, t *tracked, lease Lease, dec De
 		s.mu.Unlock()
 		lines = []string{fmt.Sprintf("inconclusive: no look of the window could be judged (%d skipped; last error: %s)", skipped, last)}
 	}
+	rep := dec.Report()
 	s.update(d.ID, func(r *Record) {
 		r.Decision, r.Verdict, r.Explanation = dec, verdict, lines
+		if dec.Looks > 0 {
+			r.Report = &rep
+		}
 		r.Reason = firstLine(lines)
 		if dec.Verdict.Outcome == detector.Fail {
 			r.DecidedAt = dec.DecidedAt
@@ -524,16 +532,17 @@ func (s *Supervisor) finish(ctx context.Context, t *tracked, lease Lease, dec De
 }
 
 // decide records the verdict, publishes it, reverts a fail, annotates.
-func (s *Supervisor) decide(ctx context.Context, t *tracked, lease Lease, verdict, reason string, failing []string, evidence json.RawMessage, at time.Time, log *slog.Logger) {
+func (s *Supervisor) decide(ctx context.Context, t *tracked, lease rollback.Lease, verdict, reason string, failing []string, evidence json.RawMessage, at time.Time, log *slog.Logger) {
 	d := t.rec.Deploy
 	shadow := t.rec.Shadow
 	s.m.verdicts.WithLabelValues(d.Service, verdict).Inc()
 	if !d.Time.IsZero() {
 		s.m.timeToVerdict.Observe(at.Sub(d.Time).Seconds())
 	}
-	s.journal(ctx, JournalEntry{Kind: EntryDecision, At: at, Deploy: d, Verdict: verdict, Reason: reason, Evidence: evidence}, log)
+	s.journal(ctx, audit.Record{Time: at, Kind: audit.KindDecision, DeployID: d.ID, Service: d.Service, Version: d.Version,
+		PreviousVersion: d.PreviousVersion, RuleFile: t.rec.RuleFile, Verdict: verdict, Reason: reason, Evidence: evidence}, log)
 	text := strings.Join(t.explanation(s), "\n")
-	s.note(Note{Kind: EventVerdict, At: at, Deploy: d, Verdict: verdict, FailingKPIs: failing, Text: text, Shadow: shadow})
+	s.note(ctx, annotator.Event{Kind: annotator.KindVerdict, At: at, Deploy: d, Verdict: verdict, FailingKPIs: failing, Text: text, Shadow: shadow}, log)
 
 	s.mu.Lock()
 	current := -1
@@ -543,30 +552,30 @@ func (s *Supervisor) decide(ctx context.Context, t *tracked, lease Lease, verdic
 	s.mu.Unlock()
 	if verdict == detector.Fail.String() {
 		s.publish(ctx, t, lease, max(current, 0), deploy.GateRevert, verdict, reason, at, log)
-		req := RevertRequest{Deploy: d, Reason: reason, At: at, Instance: s.o.Instance, Evidence: evidence, Shadow: shadow, Lease: lease}
-		res, err := s.o.Reverter.Revert(ctx, req)
-		info := &RevertInfo{At: at, Reason: reason, Reverted: res.Reverted, Trigger: res.Trigger, Detail: res.Detail}
+		req := rollback.Request{Deploy: d, Reason: reason, At: at, Instance: s.o.Instance, RuleFile: t.rec.RuleFile, Evidence: evidence}
+		res, err := s.o.Trigger.Revert(ctx, req)
+		info := &RevertInfo{At: at, Reason: reason, Reverted: res.Reverted && !res.Shadow, Trigger: res.Trigger, Detail: res.Detail}
 		result := "reverted"
 		switch {
 		case err != nil:
 			info.Error, result = err.Error(), "error"
 			log.Error("revert failed", "err", err)
+		case res.Shadow:
+			result = "shadow"
 		case res.Already:
 			result = "already"
-		case !res.Reverted:
-			result = "shadow"
 		}
 		s.m.reverts.WithLabelValues(d.Service, result).Inc()
 		s.update(d.ID, func(r *Record) { r.Revert = info })
-		if err == nil && res.Reverted && !res.Already {
-			s.note(Note{Kind: EventRevert, At: at, Deploy: d, Verdict: verdict, FailingKPIs: failing, Text: "reverted: " + reason, Shadow: shadow})
+		if err == nil && res.Reverted && !res.Already && !res.Shadow {
+			s.note(ctx, annotator.Event{Kind: annotator.KindRevert, At: at, Deploy: d, Verdict: verdict, FailingKPIs: failing, Text: "reverted: " + reason, Shadow: shadow}, log)
 			log.Warn("deploy reverted", "reason", reason, "trigger", res.Trigger)
 		}
 	} else if verdict == detector.Pass.String() {
 		s.publish(ctx, t, lease, max(current, 0), deploy.GateProceed, verdict, reason, at, log)
 	}
 	s.update(d.ID, func(r *Record) { r.State = StateDecided })
-	s.note(Note{Kind: EventEnd, At: at, Deploy: d, Verdict: verdict, FailingKPIs: failing, Text: text, Shadow: shadow})
+	s.note(ctx, annotator.Event{Kind: annotator.KindEnd, At: at, Deploy: d, Verdict: verdict, FailingKPIs: failing, Text: text, Shadow: shadow}, log)
 }
 
 func (t *tracked) explanation(s *Supervisor) []string {
@@ -575,14 +584,42 @@ func (t *tracked) explanation(s *Supervisor) []string {
 	return slices.Clone(t.rec.Explanation)
 }
 
-func (s *Supervisor) journal(ctx context.Context, e JournalEntry, log *slog.Logger) {
+func (s *Supervisor) journal(ctx context.Context, r audit.Record, log *slog.Logger) {
 	if s.o.Journal == nil {
 		return
 	}
-	e.Instance = s.o.Instance
-	if err := s.o.Journal.Append(ctx, e); err != nil {
-		log.Error("audit log", "kind", e.Kind, "err", err)
+	r.Instance = s.o.Instance
+	if err := s.o.Journal.Append(ctx, r); err != nil {
+		log.Error("audit log", "kind", r.Kind, "err", err)
 	}
+}
+
+// decidedBefore restores a decision the journal holds (from before a
+// restart) into the record; true when there was one.
+func (s *Supervisor) decidedBefore(t *tracked) bool {
+	if s.o.Journal == nil {
+		return false
+	}
+	id := t.rec.Deploy.ID
+	decs := s.o.Journal.Decisions(id)
+	if len(decs) == 0 {
+		return false
+	}
+	last := decs[len(decs)-1]
+	rev, reverted := s.o.Journal.Reverted(id)
+	s.update(id, func(r *Record) {
+		r.State, r.Verdict, r.Reason, r.DecidedAt = StateDecided, last.Verdict, last.Reason, last.Time
+		r.Explanation = []string{last.Reason, "(decided before a restart of immune: see the audit log)"}
+		var rep Report
+		if json.Unmarshal(last.Evidence, &rep) == nil && rep.ID == id {
+			r.Report = &rep
+		}
+		if reverted {
+			r.Revert = &RevertInfo{At: rev.Time, Reason: rev.Reason, Reverted: rev.Result != audit.ResultShadow,
+				Trigger: rev.Trigger, Detail: rev.Detail}
+		}
+	})
+	return true
 }
 
 func firstLine(lines []string) string {

@@ -2,13 +2,17 @@ package analysis
 
 import (
 	"context"
+	"path/filepath"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/immune-project/immune/annotator"
 	"github.com/immune-project/immune/collector"
 	"github.com/immune-project/immune/deploy"
+	"github.com/immune-project/immune/rollback"
+	"github.com/immune-project/immune/rollback/audit"
 	"github.com/immune-project/immune/rules"
 )
 
@@ -21,62 +25,34 @@ func (r oneRules) For(service string) *rules.File {
 	return nil
 }
 
-type fakeReverter struct {
-	mu   sync.Mutex
-	reqs []RevertRequest
-	done map[string]bool
+type fakeTrigger struct {
+	mu     sync.Mutex
+	reqs   []rollback.Request
+	done   map[string]bool
+	shadow rollback.ShadowConfig
 }
 
-func (f *fakeReverter) Revert(_ context.Context, r RevertRequest) (RevertResult, error) {
+func (f *fakeTrigger) Revert(_ context.Context, r rollback.Request) (rollback.Result, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reqs = append(f.reqs, r)
+	if f.shadow.Shadowed(r) {
+		return rollback.Result{Trigger: "shadow", Shadow: true}, nil
+	}
 	if f.done == nil {
 		f.done = map[string]bool{}
 	}
 	if f.done[r.Deploy.ID] {
-		return RevertResult{Already: true, Reverted: true, Trigger: "fake"}, nil
+		return rollback.Result{Already: true, Reverted: true, Trigger: "fake"}, nil
 	}
-	f.done[r.Deploy.ID] = !r.Shadow
-	return RevertResult{Reverted: !r.Shadow, Trigger: "fake"}, nil
+	f.done[r.Deploy.ID] = true
+	return rollback.Result{Reverted: true, Trigger: "fake"}, nil
 }
 
-func (f *fakeReverter) count() int {
+func (f *fakeTrigger) count() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return len(f.reqs)
-}
-
-type memJournal struct {
-	mu      sync.Mutex
-	entries []JournalEntry
-}
-
-func (j *memJournal) Append(_ context.Context, e JournalEntry) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.entries = append(j.entries, e)
-	return nil
-}
-
-func (j *memJournal) Progress(id string) (JournalProgress, bool) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	var p JournalProgress
-	found := false
-	for _, e := range j.entries {
-		if e.Deploy.ID != id {
-			continue
-		}
-		found = true
-		switch e.Kind {
-		case EntryLook:
-			p.LastLook = max(p.LastLook, e.Look)
-		case EntryDecision:
-			p.Decided, p.Verdict = true, e.Verdict
-		}
-	}
-	return p, found
 }
 
 type memGate struct {
@@ -84,32 +60,43 @@ type memGate struct {
 	got []deploy.VerdictRecord
 }
 
-func (g *memGate) Publish(_ context.Context, _ deploy.Deploy, v deploy.VerdictRecord, _ Lease) error {
+func (g *memGate) WriteVerdict(_ context.Context, _ deploy.Deploy, v deploy.VerdictRecord) (int32, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.got = append(g.got, v)
-	return nil
+	return int32(len(g.got)), nil
 }
 
 type memNotes struct {
-	mu    sync.Mutex
-	notes []Note
+	mu     sync.Mutex
+	events []annotator.Event
 }
 
-func (m *memNotes) Note(n Note) {
+func (m *memNotes) Annotate(_ context.Context, ev annotator.Event) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.notes = append(m.notes, n)
+	m.events = append(m.events, ev)
+	return nil
 }
 
-func (m *memNotes) kinds() []string {
+func (m *memNotes) kinds() []annotator.Kind {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	var out []string
-	for _, n := range m.notes {
+	var out []annotator.Kind
+	for _, n := range m.events {
 		out = append(out, n.Kind)
 	}
 	return out
+}
+
+func openAudit(t *testing.T, path string) *audit.Log {
+	t.Helper()
+	l, err := audit.Open(path, audit.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
 }
 
 // supervise runs a supervisor in a synctest bubble whose clock starts at
@@ -146,8 +133,9 @@ func TestSupervisor(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, tt.shift), "__name__", "conversion"))
-			rev, j, gate, notes := &fakeReverter{}, &memJournal{}, &memGate{}, &memNotes{}
-			o := SupervisorOptions{Reverter: rev, Journal: j, Gate: gate, Annotators: []Annotator{notes}, Instance: "i1", Delay: time.Second}
+			auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+			rev, gate, notes := &fakeTrigger{}, &memGate{}, &memNotes{}
+			o := SupervisorOptions{Trigger: rev, Journal: openAudit(t, auditFile), Gate: gate, Annotator: notes, Instance: "i1", Delay: time.Second}
 			supervise(t, src, f, t0, o, func(s *Supervisor) {
 				s.Start(d)
 				s.Group(d.ID, deploy.GroupRecord{Group: 0, StartedAt: t0})
@@ -177,13 +165,13 @@ func TestSupervisor(t *testing.T) {
 					t.Fatalf("revert info %+v", r.Revert)
 				}
 				kinds := notes.kinds()
-				if kinds[0] != EventDeploy || kinds[len(kinds)-1] != EventEnd {
+				if kinds[0] != annotator.KindDeploy || kinds[len(kinds)-1] != annotator.KindEnd {
 					t.Fatalf("notes %v", kinds)
 				}
 			})
-			// A restart with the same journal decides nothing again.
-			rev2 := &fakeReverter{}
-			o.Reverter = rev2
+			// A restart with the audit log read back decides nothing again.
+			rev2 := &fakeTrigger{}
+			o.Trigger, o.Journal = rev2, openAudit(t, auditFile)
 			supervise(t, src, f, t0.Add(3*time.Hour), o, func(s *Supervisor) {
 				s.Start(d)
 				if err := s.Wait(context.Background(), d.ID); err != nil {
@@ -192,6 +180,9 @@ func TestSupervisor(t *testing.T) {
 				r, _ := s.Lookup(d.ID)
 				if r.Verdict != tt.wantVerdict || rev2.count() != 0 {
 					t.Fatalf("after a restart: verdict %q, %d reverts", r.Verdict, rev2.count())
+				}
+				if r.Report == nil || len(r.Report.KPIs) != 1 || r.Report.KPIs[0].Name != "conversion" {
+					t.Fatalf("after a restart: report %+v, want the decision's numbers from the audit log", r.Report)
 				}
 			})
 		})
@@ -204,8 +195,8 @@ func TestSupervisorSelfTest(t *testing.T) {
 	f := parseRules(t, beforeRules)
 	src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, 0), "__name__", "conversion"))
 	d := deploy.Deploy{ID: "d2", Service: "checkout", Version: "v2", Time: t0}
-	rev := &fakeReverter{}
-	supervise(t, src, f, t0, SupervisorOptions{Reverter: rev}, func(s *Supervisor) {
+	rev := &fakeTrigger{}
+	supervise(t, src, f, t0, SupervisorOptions{Trigger: rev}, func(s *Supervisor) {
 		s.Start(d)
 		time.Sleep(time.Minute)
 		s.SelfTest(d.ID, deploy.SelfTestRecord{Instance: "host-1:80", Passed: false, Detail: "GET /health: 500"})
@@ -228,8 +219,9 @@ func TestSupervisorShadow(t *testing.T) {
 	f := parseRules(t, beforeRules)
 	src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, -20), "__name__", "conversion"))
 	d := deploy.Deploy{ID: "d3", Service: "checkout", Version: "v2", Time: t0}
-	rev := &fakeReverter{}
-	supervise(t, src, f, t0, SupervisorOptions{Reverter: rev, ShadowServices: []string{"checkout"}}, func(s *Supervisor) {
+	shadow := rollback.ShadowConfig{Services: []string{"checkout"}}
+	rev := &fakeTrigger{shadow: shadow}
+	supervise(t, src, f, t0, SupervisorOptions{Trigger: rev, Shadow: shadow}, func(s *Supervisor) {
 		s.Start(d)
 		if err := s.Wait(context.Background(), d.ID); err != nil {
 			t.Fatal(err)
@@ -238,8 +230,8 @@ func TestSupervisorShadow(t *testing.T) {
 		if r.Verdict != "fail" || !r.Shadow || r.Revert == nil || r.Revert.Reverted {
 			t.Fatalf("shadow: verdict %q shadow %v revert %+v", r.Verdict, r.Shadow, r.Revert)
 		}
-		if rev.reqs[0].Shadow != true {
-			t.Fatal("the revert request does not say shadow")
+		if rev.count() != 1 {
+			t.Fatalf("%d revert requests, want 1 (answered in shadow)", rev.count())
 		}
 	})
 }
@@ -247,7 +239,7 @@ func TestSupervisorShadow(t *testing.T) {
 // TestSupervisorNoRules: a deploy of a service without rules is skipped, not passed.
 func TestSupervisorNoRules(t *testing.T) {
 	f := parseRules(t, beforeRules)
-	supervise(t, store(t), f, t0, SupervisorOptions{Reverter: &fakeReverter{}}, func(s *Supervisor) {
+	supervise(t, store(t), f, t0, SupervisorOptions{Trigger: &fakeTrigger{}}, func(s *Supervisor) {
 		s.Start(deploy.Deploy{ID: "x", Service: "other", Version: "v2", Time: t0})
 		r, _ := s.Lookup("x")
 		if r.State != StateSkipped || r.Verdict != "pending" {

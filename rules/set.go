@@ -54,7 +54,7 @@ func (s *Set) Files() []*File {
 // Reload reads every file again. On any error the rules in force stay,
 // and the errors are returned.
 func (s *Set) Reload() []error {
-	paths, stamp, errs := expand(s.patterns)
+	paths, stamp, errs := expandPatterns(s.patterns)
 	files := map[string]*File{}
 	from := map[string]string{}
 	for _, p := range paths {
@@ -81,13 +81,13 @@ func (s *Set) Reload() []error {
 // Changed reports whether the files matched by the patterns differ, in
 // names, sizes or modification times, from those last loaded.
 func (s *Set) Changed() bool {
-	_, stamp, _ := expand(s.patterns)
+	_, stamp, _ := expandPatterns(s.patterns)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return stamp != s.stamp
 }
 
-func expand(patterns []string) (paths []string, stamp string, errs []error) {
+func expandPatterns(patterns []string) (paths []string, stamp string, errs []error) {
 	seen := map[string]bool{}
 	var b strings.Builder
 	for _, pat := range patterns {

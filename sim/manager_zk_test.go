@@ -90,8 +90,10 @@ func TestManagerZK(t *testing.T) {
 		},
 		{
 			name: "no decision: stop", version: "v2",
-			policy:    func(int, bool) string { return answerNothing },
-			opts:      func(o *sim.ManagerOptions) { o.GateTimeout, o.OnGateTimeout = 300*time.Millisecond, sim.GateTimeoutStop },
+			policy: func(int, bool) string { return answerNothing },
+			opts: func(o *sim.ManagerOptions) {
+				o.GateTimeout, o.OnGateTimeout = 300*time.Millisecond, sim.GateTimeoutStop
+			},
 			wantState: deploy.StateAbandoned, wantGroups: 1, wantReason: "no gate decision for group 0 within 300ms",
 			wantEvents: []sim.EventKind{sim.EventGroupStarted, sim.EventGateWaiting, sim.EventGateTimeout, sim.EventAbandoned},
 		},

@@ -20,7 +20,7 @@ import (
 // Answers of a policy.
 const (
 	answerNothing = ""
-	answerProceed = "proceed"    // verdict: proceed for the group
+	answerProceed = "proceed"     // verdict: proceed for the group
 	answerGate    = "gate-revert" // verdict: revert for the group
 	answerRevert  = "revert"      // the revert request
 )

@@ -166,6 +166,16 @@ func DecodeObject(data []byte, v any, prefix string, strict bool) error {
 	return nil
 }
 
+// HasField reports whether the JSON object data has the key name.
+func HasField(data []byte, name string) bool {
+	var raw map[string]json.RawMessage
+	if json.Unmarshal(data, &raw) != nil {
+		return false
+	}
+	_, ok := raw[name]
+	return ok
+}
+
 var timeType = reflect.TypeFor[time.Time]()
 
 // jsonMsg turns encoding/json's messages into short ones without Go

@@ -159,7 +159,7 @@ type Grafana struct {
 // Dashboard is a dashboard (by UID) and optionally panels to annotate.
 type Dashboard struct {
 	UID    string  `yaml:"uid"`
-	Panels []int64 `yaml:"panels"`
+	Panels []int `yaml:"panels"`
 }
 
 // Alerts is the Alertmanager webhook receiver.

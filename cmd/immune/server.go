@@ -1,0 +1,428 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/immune-project/immune/analysis"
+	"github.com/immune-project/immune/annotator"
+	"github.com/immune-project/immune/annotator/grafana"
+	annstore "github.com/immune-project/immune/annotator/store"
+	"github.com/immune-project/immune/collector"
+	"github.com/immune-project/immune/collector/embedded"
+	"github.com/immune-project/immune/collector/remote"
+	"github.com/immune-project/immune/deploy"
+	deployzk "github.com/immune-project/immune/deploy/zookeeper"
+	"github.com/immune-project/immune/internal/config"
+	"github.com/immune-project/immune/internal/zkconn"
+	"github.com/immune-project/immune/rollback"
+	"github.com/immune-project/immune/rollback/audit"
+	"github.com/immune-project/immune/rules"
+)
+
+// server is a running immune: the composition root of `immune run` and
+// `immune demo`, where the config picks the concrete backends and the
+// seams are wired to them.
+type server struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	mux   *http.ServeMux
+	store *embedded.Store // nil when KPIs come from a remote Prometheus
+	src   collector.Source
+	rules *rules.Set
+	audit *audit.Log
+	zk    *zkconn.Conn
+	sup   *analysis.Supervisor
+	ann   []*annotator.Async
+	notes *annstore.Store
+
+	sources []deploy.Source
+	events  chan deploy.Event
+	// closers run in reverse order at shutdown, after the HTTP server.
+	closers []func()
+	ready   chan struct{}
+
+	rulesReloads *prometheus.CounterVec
+	rulesOK      prometheus.Gauge
+}
+
+// serverOptions are what the command line adds to the config.
+type serverOptions struct {
+	// RulePatterns are more rule files (flags), added to the config's.
+	RulePatterns []string
+	// Stdout receives nothing today; logs go to Log.
+	Log *slog.Logger
+	// Now is the clock (time.Now by default).
+	Now func() time.Time
+}
+
+// newServer builds everything the config asks for; Close undoes it.
+func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *server, err error) {
+	s := &server{cfg: cfg, log: o.Log, reg: prometheus.NewRegistry(), mux: http.NewServeMux(),
+		events: make(chan deploy.Event, 256), ready: make(chan struct{})}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.rulesReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "immune_rules_reloads_total", Help: "Reloads of the rule files, by result (success, failure).",
+	}, []string{"result"})
+	s.rulesOK = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "immune_rules_last_reload_successful", Help: "1 when the last reload of the rule files took, 0 when it failed and the previous rules stay.",
+	})
+	s.reg.MustRegister(s.rulesReloads, s.rulesOK)
+	s.rulesOK.Set(1)
+
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+
+	// Rules.
+	patterns := append(append([]string(nil), resolveAll(cfg, cfg.Rules)...), o.RulePatterns...)
+	if len(patterns) == 0 {
+		s.log.Warn("no rule files (rules: in the config, or --rules): deploys are recorded, none is analysed")
+		s.rules = &rules.Set{}
+	} else {
+		set, errs := rules.LoadSet(patterns)
+		if len(errs) > 0 {
+			return nil, fmt.Errorf("rule files:\n%w", errors.Join(errs...))
+		}
+		s.rules = set
+		for _, f := range set.Files() {
+			s.log.Info("rules", "service", f.Service, "file", f.Filename, "kpis", len(f.KPIs), "mode", f.Analysis.Mode.String())
+		}
+	}
+
+	// Metrics source.
+	switch cfg.Metrics.Source {
+	case "prometheus":
+		p := cfg.Metrics.Prometheus
+		rs, err := remote.New(remote.Options{URL: p.URL, Timeout: p.Timeout.D(), BearerTokenFile: cfg.Resolve(p.BearerTokenFile),
+			Logger: s.log, Registerer: s.reg})
+		if err != nil {
+			return nil, fmt.Errorf("metrics.prometheus: %w", err)
+		}
+		s.src = rs
+		s.closers = append(s.closers, func() { rs.Close() })
+	default:
+		st, err := embedded.Open(embedded.Options{Dir: filepath.Join(cfg.DataDir, "tsdb"), Retention: cfg.Metrics.Retention.D(),
+			Logger: s.log, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"store": "embedded"}, s.reg)})
+		if err != nil {
+			return nil, fmt.Errorf("embedded store: %w", err)
+		}
+		s.store, s.src = st, st
+		s.closers = append(s.closers, func() { st.Close() })
+	}
+
+	// Audit log.
+	al, err := audit.Open(filepath.Join(cfg.DataDir, "audit.jsonl"), audit.Options{Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	s.audit = al
+	s.closers = append(s.closers, func() { al.Close() })
+
+	// ZooKeeper.
+	if z := cfg.ZooKeeper; z != nil {
+		zc := zkconn.Config{Servers: z.Servers, SessionTimeout: z.SessionTimeout.D(), CredentialsFile: cfg.Resolve(z.CredentialsFile), Logger: s.log}
+		if z.TLS != nil {
+			tc, err := tlsConfig(cfg, z.TLS)
+			if err != nil {
+				return nil, fmt.Errorf("zookeeper.tls: %w", err)
+			}
+			zc.TLS = tc
+		}
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		conn, err := zkconn.Dial(dctx, zc)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		s.zk = conn
+		s.closers = append(s.closers, conn.Close)
+	}
+
+	// The revert path.
+	trig, gate, owners, err := s.triggers(o)
+	if err != nil {
+		return nil, err
+	}
+
+	// Annotators: the built-in store always, Grafana when configured.
+	notes, err := annstore.Open(filepath.Join(cfg.DataDir, "annotations.jsonl"), annstore.Options{ReportBaseURL: cfg.ExternalURL, Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	s.notes = notes
+	s.closers = append(s.closers, func() { notes.Close() })
+	anns := []annotator.Annotator{s.async("store", notes)}
+	if g := cfg.Grafana; g != nil {
+		var dashes []grafana.Dashboard
+		for _, d := range g.Dashboards {
+			dashes = append(dashes, grafana.Dashboard{UID: d.UID, PanelIDs: d.Panels})
+		}
+		ga, err := grafana.New(grafana.Config{URL: g.URL, TokenFile: cfg.Resolve(g.TokenFile), Dashboards: dashes,
+			ReportBaseURL: cfg.ExternalURL, Timeout: g.Timeout.D()}, grafana.Options{Logger: s.log, Registerer: s.reg})
+		if err != nil {
+			return nil, fmt.Errorf("grafana: %w", err)
+		}
+		anns = append(anns, s.async("grafana", ga))
+	}
+
+	shadow := shadowConfig(cfg)
+	sup, err := analysis.NewSupervisor(analysis.SupervisorOptions{
+		Source: s.src, Rules: s.rules, Trigger: trig, Gate: gate, Ownership: owners,
+		Annotator: annotator.Multi(anns), Journal: al, Instance: cfg.Instance,
+		Delay: cfg.Analysis.Delay.D(), GateLooks: cfg.Analysis.GateLooks, Shadow: shadow,
+		AlertsRevert: cfg.Alerts.Revert, Now: o.Now, Logger: s.log, Registerer: s.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.sup = sup
+
+	// Deploy sources.
+	if *cfg.Deploys.ZooKeeper {
+		w, err := deployzk.New(s.zk, deployzk.Options{Layout: cfg.Layout(), Services: cfg.Deploys.Services, Logger: s.log,
+			Registerer: s.reg, Now: o.Now})
+		if err != nil {
+			return nil, fmt.Errorf("zookeeper deploy watcher: %w", err)
+		}
+		s.sources = append(s.sources, w)
+	}
+
+	s.routes()
+	return s, nil
+}
+
+// triggers builds the revert path: the configured trigger behind the
+// shadow selector, at most once per deploy through the audit log.
+func (s *server) triggers(o serverOptions) (rollback.Trigger, rollback.Gate, rollback.Ownership, error) {
+	cfg := s.cfg
+	var real rollback.Trigger
+	var gate rollback.Gate
+	var owners rollback.Ownership
+	switch cfg.Rollback.Trigger {
+	case "shadow":
+		real = rollback.Shadow{}
+	default:
+		return nil, nil, nil, fmt.Errorf("rollback.trigger %q: not available in this build", cfg.Rollback.Trigger)
+	}
+	sel := &rollback.Selector{Real: real, Config: shadowConfig(cfg)}
+	once := rollback.Once(sel, s.audit, rollback.OnceOptions{Name: cfg.Rollback.Trigger, Now: o.Now, Logger: s.log,
+		Metrics: rollback.NewMetrics(s.reg)})
+	return once, gate, owners, nil
+}
+
+func shadowConfig(cfg *config.Config) rollback.ShadowConfig {
+	return rollback.ShadowConfig{All: cfg.Rollback.Trigger == "shadow", Services: cfg.Rollback.ShadowServices}
+}
+
+func (s *server) async(name string, a annotator.Annotator) annotator.Annotator {
+	as := annotator.NewAsync(a, annotator.AsyncOptions{Name: name, Registerer: s.reg, Logger: s.log})
+	s.ann = append(s.ann, as)
+	return as
+}
+
+func (s *server) routes() {
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{Registry: s.reg}))
+	s.mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "immune is healthy.\n")
+	})
+	s.mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-s.ready:
+			io.WriteString(w, "immune is ready.\n")
+		default:
+			http.Error(w, "immune is starting.", http.StatusServiceUnavailable)
+		}
+	})
+	s.notes.Register(s.mux)
+}
+
+// Run serves until ctx ends: the HTTP server, the deploy sources, the
+// rule reloader. It returns nil after a clean shutdown.
+func (s *server) Run(ctx context.Context, ln net.Listener, reload <-chan struct{}) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
+	var wg sync.WaitGroup
+	errc := make(chan error, 4+len(s.sources))
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("http: %w", err)
+		}
+	}()
+	for _, src := range s.sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := src.Run(ctx, s.events); err != nil && ctx.Err() == nil {
+				errc <- fmt.Errorf("deploy source: %w", err)
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.pump(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.reloader(ctx, reload)
+	}()
+	close(s.ready)
+	s.log.Info("immune running", "listen", ln.Addr().String(), "instance", s.cfg.Instance, "metrics", s.cfg.Metrics.Source,
+		"trigger", s.cfg.Rollback.Trigger, "data", s.cfg.DataDir)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		s.log.Error("stopping", "err", err)
+	}
+	cancel()
+	sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer scancel()
+	_ = srv.Shutdown(sctx)
+	wg.Wait()
+	return err
+}
+
+// pump hands deploy events to the supervisor.
+func (s *server) pump(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-s.events:
+			s.handle(ev)
+		}
+	}
+}
+
+func (s *server) handle(ev deploy.Event) {
+	switch ev.Kind {
+	case deploy.EventStarted:
+		switch ev.State {
+		case deploy.StateDone, deploy.StateReverted, deploy.StateAbandoned:
+			// Over before this instance saw it: nothing to watch.
+			return
+		}
+		s.sup.Start(ev.Deploy)
+	case deploy.EventGroup:
+		if ev.Group != nil {
+			s.sup.Group(ev.Deploy.ID, *ev.Group)
+		}
+	case deploy.EventSelfTest:
+		if ev.SelfTest != nil {
+			s.sup.SelfTest(ev.Deploy.ID, *ev.SelfTest)
+		}
+	case deploy.EventAlert:
+		if a := ev.Alert; a != nil && a.Status == "firing" {
+			s.sup.Alert(ev.Deploy.Service, a.Labels["alertname"], a.Fingerprint, a.StartsAt)
+		}
+	}
+}
+
+// reloader reloads the rule files on a signal and when they change; a
+// bad file keeps the rules in force, says why in the log, and sets the
+// immune_rules_last_reload_successful gauge to 0.
+func (s *server) reloader(ctx context.Context, reload <-chan struct{}) {
+	tick := time.NewTicker(rules.ReloadInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-reload:
+		case <-tick.C:
+			if !s.rules.Changed() {
+				continue
+			}
+		}
+		if errs := s.rules.Reload(); len(errs) > 0 {
+			s.rulesReloads.WithLabelValues("failure").Inc()
+			s.rulesOK.Set(0)
+			s.log.Error("rule files not reloaded: the previous rules stay in force", "err", errors.Join(errs...))
+			continue
+		}
+		s.rulesReloads.WithLabelValues("success").Inc()
+		s.rulesOK.Set(1)
+		s.log.Info("rule files reloaded", "files", len(s.rules.Files()))
+	}
+}
+
+// Close stops the analyses, drains the annotators and closes the rest.
+func (s *server) Close() {
+	if s.sup != nil {
+		s.sup.Close()
+	}
+	for _, a := range s.ann {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = a.Close(ctx)
+		cancel()
+	}
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+func resolveAll(cfg *config.Config, ps []string) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = cfg.Resolve(p)
+	}
+	return out
+}
+
+func tlsConfig(cfg *config.Config, t *config.TLS) (*tls.Config, error) {
+	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(cfg.Resolve(t.CAFile))
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		c, err := tls.LoadX509KeyPair(cfg.Resolve(t.CertFile), cfg.Resolve(t.KeyFile))
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{c}
+	}
+	return tc, nil
+}

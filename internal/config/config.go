@@ -158,8 +158,8 @@ type Grafana struct {
 
 // Dashboard is a dashboard (by UID) and optionally panels to annotate.
 type Dashboard struct {
-	UID    string  `yaml:"uid"`
-	Panels []int `yaml:"panels"`
+	UID    string `yaml:"uid"`
+	Panels []int  `yaml:"panels"`
 }
 
 // Alerts is the Alertmanager webhook receiver.

@@ -57,7 +57,10 @@ type SupervisorOptions struct {
 	// its window, a failure of the deploy.
 	AlertsRevert bool
 	// Now is the clock (default time.Now).
-	Now    func() time.Time
+	Now func() time.Time
+	// After waits on the clock: a channel that receives after d of Now's
+	// time (default time.After; a demo running its clock faster divides).
+	After  func(d time.Duration) <-chan time.Time
 	Logger *slog.Logger
 	// Registerer takes the supervisor's metrics; nil: not registered.
 	Registerer prometheus.Registerer
@@ -141,6 +144,9 @@ func NewSupervisor(o SupervisorOptions) (*Supervisor, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.After == nil {
+		o.After = time.After
 	}
 	if o.GateLooks <= 0 {
 		o.GateLooks = 2
@@ -380,21 +386,17 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 	gates := map[int]string{}
 	for !w.Done() {
 		wait := w.Due().Sub(s.o.Now())
-		timer := time.NewTimer(max(wait, 0))
 		select {
 		case <-ctx.Done():
-			timer.Stop()
 			return
 		case <-lost:
-			timer.Stop()
 			log.Warn("ownership lost: another instance takes the analysis over")
 			s.update(d.ID, func(r *Record) { r.State, r.Owner = StateWaiting, false })
 			return
 		case sig := <-t.signals:
-			timer.Stop()
 			s.failNow(ctx, t, lease, sig, log)
 			return
-		case <-timer.C:
+		case <-s.o.After(max(wait, 0)):
 		}
 		start := time.Now()
 		dec, judged, err := w.Look(ctx, s.o.Source)

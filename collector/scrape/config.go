@@ -131,7 +131,7 @@ func checkEndpoint(field, scheme, path string, ls map[string]string) []error {
 	}
 	for _, k := range sortedNames(ls) {
 		switch {
-		case !model.LabelName(k).IsValid() || strings.HasPrefix(k, "__"):
+		case !model.LegacyValidation.IsValidLabelName(k) || strings.HasPrefix(k, "__"):
 			errs = append(errs, fmt.Errorf("%s.labels: %q is not a label name (letters, digits and _, not starting with a digit or __)", field, k))
 		case !model.LabelValue(ls[k]).IsValid():
 			errs = append(errs, fmt.Errorf("%s.labels.%s: the value is not valid UTF-8", field, k))

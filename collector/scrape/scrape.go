@@ -342,6 +342,9 @@ func (s *scraper) parse(contentType string) (int, error) {
 		e, ok := s.cache[string(raw)]
 		if !ok {
 			p.Labels(&s.parsed)
+			if s.parsed.Get(model.MetricNameLabel) == "" {
+				return samples, fmt.Errorf("scrape %s: %w: series %s has no metric name", s.url, ErrParse, s.parsed)
+			}
 			e = &entry{ls: s.targetLabels(s.parsed)}
 			s.cache[string(raw)] = e
 		}

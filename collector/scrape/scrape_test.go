@@ -435,4 +435,3 @@ func TestNewManagerErrors(t *testing.T) {
 		t.Errorf("registering twice: %v", err)
 	}
 }
-

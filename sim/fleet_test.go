@@ -41,17 +41,6 @@ func (r *recorder) kinds(filter func(sim.Event) bool) []string {
 	return out
 }
 
-func (r *recorder) has(kind sim.EventKind) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, e := range r.events {
-		if e.Kind == kind {
-			return true
-		}
-	}
-	return false
-}
-
 func newFleet(t *testing.T, opts sim.FleetOptions) *sim.Fleet {
 	t.Helper()
 	f, err := sim.NewFleet(opts)

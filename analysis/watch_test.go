@@ -82,3 +82,25 @@ func TestWatchResume(t *testing.T) {
 		t.Fatal("resumed after the last look, not done")
 	}
 }
+
+// TestSeries: the chart series are the canary after the deploy and the
+// lookback before it, at the step's instants.
+func TestSeries(t *testing.T) {
+	from := t0.Add(-24 * time.Hour)
+	f := parseRules(t, beforeRules)
+	src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, 0), "__name__", "conversion"))
+	ks, err := Series(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ks) != 1 || ks[0].Err != "" {
+		t.Fatalf("series: %+v", ks)
+	}
+	c, b := ks[0].Canary, ks[0].Baseline
+	if len(c) != 12 || !c[0].T.Equal(t0.Add(step)) || !c[11].T.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("canary: %d points from %v", len(c), c[0].T)
+	}
+	if len(b) != 48 || !b[47].T.Equal(t0) || !b[0].T.Equal(t0.Add(-47*step)) {
+		t.Fatalf("baseline: %d points, last %v", len(b), b[len(b)-1].T)
+	}
+}

@@ -275,7 +275,9 @@ func TestRemoteWriteRefused(t *testing.T) {
 			}))
 		}, code: 400, reason: "too_many_series", samples: 2, msg: "too many series in request: 4, at most 3"},
 		{name: "too many labels", body: func(t testing.TB) []byte {
-			return v1Body(t, with(func(r *prompb.WriteRequest) { r.Timeseries[1].Labels = ts("__name__", "ok", "a", "1", "b", "2", "c", "3") }))
+			return v1Body(t, with(func(r *prompb.WriteRequest) {
+				r.Timeseries[1].Labels = ts("__name__", "ok", "a", "1", "b", "2", "c", "3")
+			}))
 		}, code: 400, reason: "too_many_labels", samples: 2, msg: `series 1: ok{a="1", b="2", c="3"}: too many labels: 4, at most 3`},
 		{name: "label name length", body: func(t testing.TB) []byte {
 			return v1Body(t, with(func(r *prompb.WriteRequest) { r.Timeseries[1].Labels[1].Name = "a_very_long_name" }))
@@ -438,4 +440,3 @@ func writeToken(t testing.TB, token string) string {
 	}
 	return path
 }
-

@@ -70,17 +70,17 @@ last_run_ok 1
 		t.Fatalf("HTTP %d: %s", code, resp)
 	}
 	e.want(t, `{job="nightly"}`, map[string][]float64{
-		`batch_rows_total{job="nightly", table="users"}`:       {1200},
-		`batch_rows_total{job="nightly", table="orders"}`:      {300},
+		`batch_rows_total{job="nightly", table="users"}`:         {1200},
+		`batch_rows_total{job="nightly", table="orders"}`:        {300},
 		`batch_duration_seconds{job="nightly", quantile="0.5"}`:  {2},
 		`batch_duration_seconds{job="nightly", quantile="0.99"}`: {9},
-		`batch_duration_seconds_sum{job="nightly"}`:             {40},
-		`batch_duration_seconds_count{job="nightly"}`:           {10},
-		`batch_size_bucket{job="nightly", le="1.0"}`:            {1},
-		`batch_size_bucket{job="nightly", le="10.0"}`:           {3},
-		`batch_size_bucket{job="nightly", le="+Inf"}`:           {4},
-		`batch_size_sum{job="nightly"}`:                         {15},
-		`batch_size_count{job="nightly"}`:                       {4},
+		`batch_duration_seconds_sum{job="nightly"}`:              {40},
+		`batch_duration_seconds_count{job="nightly"}`:            {10},
+		`batch_size_bucket{job="nightly", le="1.0"}`:             {1},
+		`batch_size_bucket{job="nightly", le="10.0"}`:            {3},
+		`batch_size_bucket{job="nightly", le="+Inf"}`:            {4},
+		`batch_size_sum{job="nightly"}`:                          {15},
+		`batch_size_count{job="nightly"}`:                        {4},
 	})
 	// Without a timestamp, a sample is at the receiver's clock; with
 	// one, at its own.

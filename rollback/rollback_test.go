@@ -262,3 +262,37 @@ func TestLocalOwnership(t *testing.T) {
 		t.Fatalf("Wait on a held deploy: %v, want a deadline error", err)
 	}
 }
+
+type gate struct{ version int32 }
+
+func (g *gate) WriteVerdict(ctx context.Context, d deploy.Deploy, v deploy.VerdictRecord) (int32, error) {
+	if v.Decision == "bogus" {
+		return -1, fmt.Errorf("gate: %w", rollback.ErrBadRequest)
+	}
+	g.version++
+	return g.version, nil
+}
+
+func TestAuditGate(t *testing.T) {
+	log := openLog(t, filepath.Join(t.TempDir(), "audit.jsonl"))
+	g := rollback.AuditGate(&gate{version: -1}, log, nil)
+	d := deploy.Deploy{ID: "d1", Service: "checkout"}
+	for i, dec := range []string{deploy.GateProceed, deploy.GateRevert, "bogus"} {
+		_, err := g.WriteVerdict(context.Background(), d, deploy.VerdictRecord{Group: i, Decision: dec, Verdict: "pass"})
+		if (err != nil) != (dec == "bogus") {
+			t.Fatalf("%s: %v", dec, err)
+		}
+	}
+	recs := log.Deploy("d1")
+	if len(recs) != 3 {
+		t.Fatalf("%d records, want 3", len(recs))
+	}
+	for i, r := range recs {
+		if r.Kind != audit.KindVerdict || r.Group == nil || *r.Group != i {
+			t.Errorf("record %d: %+v", i, r)
+		}
+	}
+	if *recs[1].ZKVersion != 1 || recs[1].Verdict != deploy.GateRevert || recs[2].Result != audit.ResultFailed || recs[2].Error == "" {
+		t.Errorf("records %+v", recs)
+	}
+}

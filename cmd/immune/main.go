@@ -35,6 +35,7 @@ type command struct {
 var commands = []command{
 	{"backtest", "replay past deploys through a rule file, without look-ahead", runBacktest},
 	{"compare", "compare two samples with a two-sample test, like R or ministat", runCompare},
+	{"deploy", "announce deploys to immune and read their verdicts (deploy start, group, status)", runDeploy},
 	{"rules", "check and test KPI rule files (rules check, rules test)", runRules},
 	{"run", "watch deploys and revert the bad ones (the service)", runRun},
 	{"version", "print the version", runVersion},

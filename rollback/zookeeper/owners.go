@@ -356,6 +356,23 @@ func (l *Lease) Fence() string { return l.fence }
 // LostAfter, or its owner znode was deleted.
 func (l *Lease) Lost() <-chan struct{} { return l.lost }
 
+// FenceCheck is the first operation of a transaction fenced by the lease.
+func (l *Lease) FenceCheck() *zk.CheckVersionRequest {
+	return &zk.CheckVersionRequest{Path: l.fence, Version: 0}
+}
+
+// Multi runs ops (zk.CreateRequest, SetDataRequest, DeleteRequest,
+// CheckVersionRequest) in one transaction after the fence check, until
+// ctx ends: all of them or none, and none once the lease's session has
+// expired (the first response's error is then zk.ErrNoNode). The
+// responses include the fence check's, first.
+func (l *Lease) Multi(ctx context.Context, ops ...any) ([]zk.MultiResponse, error) {
+	all := append([]any{l.FenceCheck()}, ops...)
+	var mr []zk.MultiResponse
+	err := call(ctx, func() (err error) { mr, err = l.o.conn.Multi(all...); return err })
+	return mr, err
+}
+
 func (l *Lease) live() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()

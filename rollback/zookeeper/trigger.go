@@ -192,10 +192,7 @@ func (t *Trigger) fenced(ctx context.Context, res *rollback.Result, id string, t
 
 // multi runs ops in one transaction after the lease's fence check.
 func (t *Trigger) multi(ctx context.Context, l *Lease, ops ...any) ([]zk.MultiResponse, error) {
-	all := append([]any{&zk.CheckVersionRequest{Path: l.fence, Version: 0}}, ops...)
-	var mr []zk.MultiResponse
-	err := call(ctx, func() (err error) { mr, err = t.o.conn.Multi(all...); return err })
-	return mr, err
+	return l.Multi(ctx, ops...)
 }
 
 // failed classifies a failed fenced transaction: retry (connection),

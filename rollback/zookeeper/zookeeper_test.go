@@ -397,12 +397,16 @@ func TestSessionExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	revertPath := layout(root).Revert(d.Service, d.ID)
+	_, err = leaseA.(*rzk.Lease).Multi(ctx, &zk.CreateRequest{Path: revertPath, Acl: zk.WorldACL(zk.PermAll)})
+	if !errors.Is(err, zk.ErrNoNode) {
+		t.Fatalf("a stale fenced write through the lease: %v, want %v", err, zk.ErrNoNode)
+	}
 	_, err = a.conn.Multi(&zk.CheckVersionRequest{Path: fenceA, Version: 0}, &zk.CreateRequest{Path: revertPath, Acl: zk.WorldACL(zk.PermAll)})
 	if !errors.Is(err, zk.ErrNoNode) {
 		t.Fatalf("a stale fenced write: %v, want %v", err, zk.ErrNoNode)
 	}
-	if _, stat, err := m.conn.Exists(layout(root).Owner(d.ID)); err != nil || stat.Version != 0 {
-		t.Fatalf("B's owner znode: %+v %v", stat, err)
+	if _, err := a.conn.Multi(&zk.CheckVersionRequest{Path: layout(root).Owner(d.ID), Version: 0}); err != nil {
+		t.Fatalf("the owner znode (B's now) at version 0, as A's was: %v", err)
 	}
 	// B resumes from what was recorded (nothing reverted yet) and reverts.
 	resB, err := b.decide(ctx, t, d)

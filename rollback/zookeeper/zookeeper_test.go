@@ -640,3 +640,48 @@ func TestConfigValidate(t *testing.T) {
 	}
 	_ = fmt.Sprint()
 }
+
+// TestOwnerZnodeDeleted: an owner znode deleted by hand ends the lease
+// (Lost), and the old owner drops its fence, so none of its writes pass.
+func TestOwnerZnodeDeleted(t *testing.T) {
+	addr := zktest.Shared(t)
+	root := zktest.Root(t)
+	ctx := testCtx(t, 30*time.Second)
+	m := newManager(t, addr, root)
+	a := newInstance(t, "immune-a", root, zkconn.Config{Servers: []string{addr}}, 0)
+	d := rollbacktest.Deploy(t, 1)
+	m.announce(t, d)
+	l, err := a.owners.Acquire(ctx, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fence := l.(*rzk.Lease).Fence()
+	if err := m.conn.Delete(layout(root).Owner(d.ID), -1); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.Lost():
+	case <-ctx.Done():
+		t.Fatal("the lease outlived its owner znode")
+	}
+	for {
+		ok, _, err := m.conn.Exists(fence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("the fence outlived the lease")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if _, err := a.trigger.Revert(ctx, rollbacktest.Request(d)); !errors.Is(err, rollback.ErrNotOwner) {
+		t.Fatalf("revert after the lease ended: %v, want ErrNotOwner", err)
+	}
+	if n, _ := m.reverts(t, d); n != 0 {
+		t.Fatal("written")
+	}
+}

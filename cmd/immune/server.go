@@ -25,14 +25,23 @@ import (
 	annstore "github.com/immune-project/immune/annotator/store"
 	"github.com/immune-project/immune/collector"
 	"github.com/immune-project/immune/collector/embedded"
+	"github.com/immune-project/immune/collector/ingest"
+	"github.com/immune-project/immune/collector/queryapi"
 	"github.com/immune-project/immune/collector/remote"
+	"github.com/immune-project/immune/collector/scrape"
 	"github.com/immune-project/immune/deploy"
+	"github.com/immune-project/immune/deploy/alertmanager"
+	"github.com/immune-project/immune/deploy/httpapi"
 	deployzk "github.com/immune-project/immune/deploy/zookeeper"
 	"github.com/immune-project/immune/internal/config"
 	"github.com/immune-project/immune/internal/zkconn"
 	"github.com/immune-project/immune/rollback"
 	"github.com/immune-project/immune/rollback/audit"
+	revertcmd "github.com/immune-project/immune/rollback/command"
+	"github.com/immune-project/immune/rollback/webhook"
+	zkrollback "github.com/immune-project/immune/rollback/zookeeper"
 	"github.com/immune-project/immune/rules"
+	"github.com/immune-project/immune/web"
 )
 
 // server is a running immune: the composition root of `immune run` and
@@ -54,6 +63,14 @@ type server struct {
 
 	sources []deploy.Source
 	events  chan deploy.Event
+	// runners are more goroutines of Run: the scraper, the discovery.
+	runners []func(ctx context.Context) error
+	owners  *zkrollback.Owners
+	scraper *scrape.Manager
+	deploys *httpapi.API
+	alerts  *alertmanager.Receiver
+	pages   *web.Pages
+	now     func() time.Time
 	// closers run in reverse order at shutdown, after the HTTP server.
 	closers []func()
 	ready   chan struct{}
@@ -82,6 +99,7 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	s.now = o.Now
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -172,6 +190,14 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 		return nil, err
 	}
 
+	// Live collection into the embedded store: scraping, remote-write
+	// and push, and the query API over it.
+	if s.store != nil {
+		if err := s.collection(o); err != nil {
+			return nil, err
+		}
+	}
+
 	// Annotators: the built-in store always, Grafana when configured.
 	notes, err := annstore.Open(filepath.Join(cfg.DataDir, "annotations.jsonl"), annstore.Options{ReportBaseURL: cfg.ExternalURL, Logger: s.log})
 	if err != nil {
@@ -181,12 +207,9 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 	s.closers = append(s.closers, func() { notes.Close() })
 	anns := []annotator.Annotator{s.async("store", notes)}
 	if g := cfg.Grafana; g != nil {
-		var dashes []grafana.Dashboard
-		for _, d := range g.Dashboards {
-			dashes = append(dashes, grafana.Dashboard{UID: d.UID, PanelIDs: d.Panels})
-		}
-		ga, err := grafana.New(grafana.Config{URL: g.URL, TokenFile: cfg.Resolve(g.TokenFile), Dashboards: dashes,
-			ReportBaseURL: cfg.ExternalURL, Timeout: g.Timeout.D()}, grafana.Options{Logger: s.log, Registerer: s.reg})
+		gc := *g
+		gc.TokenFile = cfg.Resolve(gc.TokenFile)
+		ga, err := grafana.New(gc, grafana.Options{Logger: s.log, Registerer: s.reg})
 		if err != nil {
 			return nil, fmt.Errorf("grafana: %w", err)
 		}
@@ -206,6 +229,19 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 	s.sup = sup
 
 	// Deploy sources.
+	if *cfg.Deploys.HTTP {
+		api, err := httpapi.New(httpapi.Options{DataDir: cfg.DataDir, Retention: cfg.Deploys.Retention.D(),
+			TokenFile: cfg.Resolve(cfg.Deploys.TokenFile), Status: s.status, Logger: s.log, Registerer: s.reg, Now: o.Now})
+		if err != nil {
+			return nil, fmt.Errorf("http deploy api: %w", err)
+		}
+		s.deploys = api
+		s.closers = append(s.closers, func() { api.Close() })
+		s.sources = append(s.sources, api)
+	}
+	s.alerts = alertmanager.New(alertmanager.Options{ServiceLabel: cfg.Alerts.ServiceLabel, TokenFile: cfg.Resolve(cfg.Alerts.TokenFile),
+		Logger: s.log, Now: o.Now})
+	s.sources = append(s.sources, s.alerts)
 	if *cfg.Deploys.ZooKeeper {
 		w, err := deployzk.New(s.zk, deployzk.Options{Layout: cfg.Layout(), Services: cfg.Deploys.Services, Logger: s.log,
 			Registerer: s.reg, Now: o.Now})
@@ -215,8 +251,58 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 		s.sources = append(s.sources, w)
 	}
 
+	pages, err := web.New(pageStore{s}, web.Options{Logger: s.log})
+	if err != nil {
+		return nil, err
+	}
+	s.pages = pages
 	s.routes()
 	return s, nil
+}
+
+// collection sets up what feeds the embedded store.
+func (s *server) collection(o serverOptions) error {
+	cfg := s.cfg
+	in := cfg.Ingest
+	rcv, err := ingest.New(s.store, ingest.Options{
+		Limits: ingest.Limits{MaxBodyBytes: in.MaxBodyBytes, MaxSamplesPerRequest: in.MaxSamplesPerRequest,
+			MaxSeriesPerRequest: in.MaxSeriesPerRequest, MaxLabelsPerSeries: in.MaxLabelsPerSeries,
+			MaxLabelNameLength: in.MaxLabelNameLength, MaxLabelValueLength: in.MaxLabelValueLength, MaxAhead: in.MaxAhead.D()},
+		TokenFile: cfg.Resolve(in.TokenFile), Now: o.Now, Logger: s.log, Registerer: s.reg})
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	rcv.Register(s.mux)
+	qa, err := queryapi.New(s.store, queryapi.Options{TokenFile: cfg.Resolve(cfg.Query.TokenFile), Now: o.Now, Revision: version,
+		Logger: s.log, Registerer: s.reg})
+	if err != nil {
+		return fmt.Errorf("query api: %w", err)
+	}
+	qa.Register(s.mux)
+
+	sc := cfg.Scrape
+	if len(sc.Static) == 0 && sc.ServerSets == nil {
+		return nil
+	}
+	m, err := scrape.NewManager(scrape.Embedded{Store: s.store}, sc.Options(scrape.Options{Now: o.Now, Logger: s.log, Registerer: s.reg}))
+	if err != nil {
+		return fmt.Errorf("scrape: %w", err)
+	}
+	s.scraper = m
+	m.SetTargets(scrape.SourceStatic, sc.StaticTargets())
+	s.runners = append(s.runners, m.Run)
+	if ss := sc.ServerSets; ss != nil {
+		disc, err := deploy.NewServerSetDiscovery(s.zk, ss.Services, deploy.ServerSetOptions{Layout: cfg.Layout(), Logger: s.log, Registerer: s.reg})
+		if err != nil {
+			return fmt.Errorf("scrape.serversets: %w", err)
+		}
+		s.runners = append(s.runners, func(ctx context.Context) error {
+			return disc.Run(ctx, func(service string, members []deploy.Announcement) {
+				m.SetTargets(scrape.ServerSetSource(service), scrape.ServerSetTargets(ss, members))
+			})
+		})
+	}
+	return nil
 }
 
 // triggers builds the revert path: the configured trigger behind the
@@ -226,20 +312,63 @@ func (s *server) triggers(o serverOptions) (rollback.Trigger, rollback.Gate, rol
 	var real rollback.Trigger
 	var gate rollback.Gate
 	var owners rollback.Ownership
+	metrics := rollback.NewMetrics(s.reg)
+	if s.zk != nil {
+		// With ZooKeeper, instances share deploys: ownership, and the
+		// gate verdicts fenced by it.
+		ow, err := zkrollback.NewOwners(s.zk, zkrollback.Options{Layout: cfg.Layout(), FenceRoot: cfg.Rollback.ZooKeeper.FenceRoot,
+			Instance: cfg.Instance, LostAfter: lostAfter(cfg), Now: o.Now, Logger: s.log, Metrics: metrics})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("zookeeper ownership: %w", err)
+		}
+		s.owners = ow
+		s.closers = append(s.closers, func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = ow.Close(ctx)
+		})
+		zt := zkrollback.NewTrigger(ow)
+		owners, gate = ow, zt
+		if cfg.Rollback.Trigger == "zookeeper" {
+			real = zt
+		}
+	}
 	switch cfg.Rollback.Trigger {
 	case "shadow":
 		real = rollback.Shadow{}
-	default:
-		return nil, nil, nil, fmt.Errorf("rollback.trigger %q: not available in this build", cfg.Rollback.Trigger)
+	case "zookeeper":
+		// set above
+	case "webhook":
+		wc := *cfg.Rollback.Webhook
+		wc.AuthFile = cfg.Resolve(wc.AuthFile)
+		t, err := webhook.New(wc, webhook.Options{Logger: s.log, Metrics: metrics})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("rollback.webhook: %w", err)
+		}
+		real = t
+	case "command":
+		t, err := revertcmd.New(*cfg.Rollback.Command, revertcmd.Options{Logger: s.log, Metrics: metrics})
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("rollback.command: %w", err)
+		}
+		real = t
 	}
 	sel := &rollback.Selector{Real: real, Config: shadowConfig(cfg)}
 	once := rollback.Once(sel, s.audit, rollback.OnceOptions{Name: cfg.Rollback.Trigger, Now: o.Now, Logger: s.log,
-		Metrics: rollback.NewMetrics(s.reg)})
+		Metrics: metrics})
 	return once, gate, owners, nil
 }
 
+func lostAfter(cfg *config.Config) time.Duration {
+	if d := cfg.Rollback.ZooKeeper.LostAfter; d > 0 {
+		return d
+	}
+	return cfg.ZooKeeper.SessionTimeout.D()
+}
+
 func shadowConfig(cfg *config.Config) rollback.ShadowConfig {
-	return rollback.ShadowConfig{All: cfg.Rollback.Trigger == "shadow", Services: cfg.Rollback.ShadowServices}
+	return rollback.ShadowConfig{All: cfg.Rollback.Trigger == "shadow", Services: cfg.Rollback.ShadowServices,
+		RuleFiles: cfg.Rollback.ShadowRuleFiles}
 }
 
 func (s *server) async(name string, a annotator.Annotator) annotator.Annotator {
@@ -262,6 +391,11 @@ func (s *server) routes() {
 		}
 	})
 	s.notes.Register(s.mux)
+	if s.deploys != nil {
+		s.deploys.Register(s.mux)
+	}
+	s.alerts.Register(s.mux)
+	s.pages.Register(s.mux)
 }
 
 // Run serves until ctx ends: the HTTP server, the deploy sources, the
@@ -271,7 +405,7 @@ func (s *server) Run(ctx context.Context, ln net.Listener, reload <-chan struct{
 	defer cancel()
 	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	var wg sync.WaitGroup
-	errc := make(chan error, 4+len(s.sources))
+	errc := make(chan error, 4+len(s.sources)+len(s.runners))
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -279,6 +413,15 @@ func (s *server) Run(ctx context.Context, ln net.Listener, reload <-chan struct{
 			errc <- fmt.Errorf("http: %w", err)
 		}
 	}()
+	for _, r := range s.runners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := r(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+			}
+		}()
+	}
 	for _, src := range s.sources {
 		wg.Add(1)
 		go func() {

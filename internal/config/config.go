@@ -20,7 +20,12 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/immune-project/immune/annotator/grafana"
+	"github.com/immune-project/immune/collector/scrape"
 	"github.com/immune-project/immune/deploy"
+	"github.com/immune-project/immune/rollback/command"
+	"github.com/immune-project/immune/rollback/webhook"
+	zkrollback "github.com/immune-project/immune/rollback/zookeeper"
 )
 
 // Config is the whole file. The zero value, after Defaults, is the
@@ -35,19 +40,19 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// ExternalURL is how people reach this instance (links in
 	// annotations); default http://<listen>.
-	ExternalURL string     `yaml:"external_url"`
-	Log         Log        `yaml:"log"`
-	Rules       []string   `yaml:"rules"`
-	Metrics     Metrics    `yaml:"metrics"`
-	ZooKeeper   *ZooKeeper `yaml:"zookeeper"`
-	Deploys     Deploys    `yaml:"deploys"`
-	Analysis    Analysis   `yaml:"analysis"`
-	Rollback    Rollback   `yaml:"rollback"`
-	Grafana     *Grafana   `yaml:"grafana"`
-	Alerts      Alerts     `yaml:"alerts"`
-	Scrape      Scrape     `yaml:"scrape"`
-	Ingest      Ingest     `yaml:"ingest"`
-	Pages       Pages      `yaml:"pages"`
+	ExternalURL string          `yaml:"external_url"`
+	Log         Log             `yaml:"log"`
+	Rules       []string        `yaml:"rules"`
+	Metrics     Metrics         `yaml:"metrics"`
+	ZooKeeper   *ZooKeeper      `yaml:"zookeeper"`
+	Deploys     Deploys         `yaml:"deploys"`
+	Analysis    Analysis        `yaml:"analysis"`
+	Rollback    Rollback        `yaml:"rollback"`
+	Grafana     *grafana.Config `yaml:"grafana"`
+	Alerts      Alerts          `yaml:"alerts"`
+	Scrape      scrape.Config   `yaml:"scrape"`
+	Ingest      Ingest          `yaml:"ingest"`
+	Query       Query           `yaml:"query"`
 	lines       map[string]int
 	file        string
 }
@@ -104,6 +109,9 @@ type Roots struct {
 type Deploys struct {
 	// HTTP enables POST /api/v1/deploys (default true).
 	HTTP *bool `yaml:"http"`
+	// Retention is how long deploys received over HTTP are kept in
+	// data_dir/deploys.jsonl (default 7 days).
+	Retention Duration `yaml:"retention"`
 	// TokenFile protects the HTTP deploy API with a bearer token.
 	TokenFile string `yaml:"token_file"`
 	// ZooKeeper watches /deploys in the zookeeper section's server
@@ -127,76 +135,45 @@ type Analysis struct {
 type Rollback struct {
 	// Trigger is shadow (default), zookeeper, webhook or command.
 	Trigger string `yaml:"trigger"`
-	// ShadowServices stay in shadow mode whatever the trigger.
-	ShadowServices []string `yaml:"shadow_services"`
-	Webhook        *Webhook `yaml:"webhook"`
-	Command        *Command `yaml:"command"`
+	// ShadowServices and ShadowRuleFiles stay in shadow mode whatever
+	// the trigger (a rule file with analysis.mode: shadow does too).
+	ShadowServices  []string `yaml:"shadow_services"`
+	ShadowRuleFiles []string `yaml:"shadow_rule_files"`
+	// Webhook, Command and ZooKeeper configure their triggers.
+	Webhook   *webhook.Config   `yaml:"webhook"`
+	Command   *command.Config   `yaml:"command"`
+	ZooKeeper zkrollback.Config `yaml:"zookeeper"`
 }
 
-// Webhook is the webhook trigger.
-type Webhook struct {
-	URL string `yaml:"url"`
-	// AuthorizationFile holds the value of the Authorization header.
-	AuthorizationFile string   `yaml:"authorization_file"`
-	Timeout           Duration `yaml:"timeout"`
-	Deadline          Duration `yaml:"deadline"`
-}
-
-// Command is the command trigger.
-type Command struct {
-	Argv    []string `yaml:"argv"`
-	Timeout Duration `yaml:"timeout"`
-}
-
-// Grafana is the Grafana annotator.
-type Grafana struct {
-	URL        string      `yaml:"url"`
-	TokenFile  string      `yaml:"token_file"`
-	Dashboards []Dashboard `yaml:"dashboards"`
-	Timeout    Duration    `yaml:"timeout"`
-}
-
-// Dashboard is a dashboard (by UID) and optionally panels to annotate.
-type Dashboard struct {
-	UID    string `yaml:"uid"`
-	Panels []int  `yaml:"panels"`
-}
-
-// Alerts is the Alertmanager webhook receiver.
+// Alerts is the Alertmanager webhook receiver (POST /api/v1/alerts).
 type Alerts struct {
 	// Revert makes a firing alert of a deploy's service during its window
 	// fail the deploy (default false: alerts are recorded only).
 	Revert bool `yaml:"revert"`
 	// ServiceLabel is the alert label naming the service (default service).
 	ServiceLabel string `yaml:"service_label"`
-}
-
-// Scrape is the scraper.
-type Scrape struct {
-	Interval    Duration       `yaml:"interval"`
-	Timeout     Duration       `yaml:"timeout"`
-	Static      []StaticTarget `yaml:"static"`
-	ServerSets  []string       `yaml:"serversets"` // services discovered in ZooKeeper
-	MetricsPath string         `yaml:"metrics_path"`
-}
-
-// StaticTarget is a target outside ZooKeeper.
-type StaticTarget struct {
-	Address string `yaml:"address"`
-	Service string `yaml:"service"`
-	Version string `yaml:"version"`
+	// TokenFile protects the receiver with a bearer token.
+	TokenFile string `yaml:"token_file"`
 }
 
 // Ingest guards the write endpoints (remote-write, push).
 type Ingest struct {
+	// TokenFile holds the bearer token the write endpoints require.
 	TokenFile string `yaml:"token_file"`
+	// Limits per request; 0 keeps the default, -1 lifts the limit.
+	MaxBodyBytes         int64    `yaml:"max_body_bytes"`
+	MaxSamplesPerRequest int      `yaml:"max_samples_per_request"`
+	MaxSeriesPerRequest  int      `yaml:"max_series_per_request"`
+	MaxLabelsPerSeries   int      `yaml:"max_labels_per_series"`
+	MaxLabelNameLength   int      `yaml:"max_label_name_length"`
+	MaxLabelValueLength  int      `yaml:"max_label_value_length"`
+	MaxAhead             Duration `yaml:"max_ahead"`
 }
 
-// Pages configures the on-call pages.
-type Pages struct {
-	// GrafanaDashboardURL, when set, is linked from each report, with
-	// ${service} replaced.
-	GrafanaDashboardURL string `yaml:"grafana_dashboard_url"`
+// Query is the Prometheus-compatible query API over the embedded store.
+type Query struct {
+	// TokenFile, when set, protects the query API with a bearer token.
+	TokenFile string `yaml:"token_file"`
 }
 
 // Duration is a time.Duration written as 30s, 5m, 1h.
@@ -418,28 +395,8 @@ func (c *Config) Defaults() {
 	if c.Alerts.ServiceLabel == "" {
 		c.Alerts.ServiceLabel = "service"
 	}
-	if c.Scrape.Interval == 0 {
-		c.Scrape.Interval = Duration(15 * time.Second)
-	}
-	if c.Scrape.Timeout == 0 {
-		c.Scrape.Timeout = Duration(10 * time.Second)
-	}
-	if c.Scrape.MetricsPath == "" {
-		c.Scrape.MetricsPath = "/metrics"
-	}
-	if c.Rollback.Webhook != nil {
-		if c.Rollback.Webhook.Timeout == 0 {
-			c.Rollback.Webhook.Timeout = Duration(10 * time.Second)
-		}
-		if c.Rollback.Webhook.Deadline == 0 {
-			c.Rollback.Webhook.Deadline = Duration(2 * time.Minute)
-		}
-	}
-	if c.Rollback.Command != nil && c.Rollback.Command.Timeout == 0 {
-		c.Rollback.Command.Timeout = Duration(time.Minute)
-	}
-	if c.Grafana != nil && c.Grafana.Timeout == 0 {
-		c.Grafana.Timeout = Duration(10 * time.Second)
+	if c.Grafana != nil && c.Grafana.ReportBaseURL == "" {
+		c.Grafana.ReportBaseURL = c.ExternalURL
 	}
 }
 
@@ -524,17 +481,22 @@ func (c *Config) validate() []error {
 	case "webhook":
 		if c.Rollback.Webhook == nil || c.Rollback.Webhook.URL == "" {
 			add("rollback.webhook.url", "required with trigger: webhook")
-		} else if u, err := url.Parse(c.Rollback.Webhook.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			add("rollback.webhook.url", "want an http(s) URL")
-		} else if u.User != nil {
-			add("rollback.webhook.url", "credentials in the URL are refused: use authorization_file")
+		} else if u, err := url.Parse(c.Rollback.Webhook.URL); err == nil && u.User != nil {
+			add("rollback.webhook.url", "credentials in the URL are refused: use auth_file")
+		} else if err := c.Rollback.Webhook.Validate(); err != nil {
+			add("rollback.webhook", "%v", err)
 		}
 	case "command":
-		if c.Rollback.Command == nil || len(c.Rollback.Command.Argv) == 0 {
-			add("rollback.command.argv", "required with trigger: command")
+		if c.Rollback.Command == nil || len(c.Rollback.Command.Command) == 0 {
+			add("rollback.command.command", "required with trigger: command")
+		} else if err := c.Rollback.Command.Validate(); err != nil {
+			add("rollback.command", "%v", err)
 		}
 	default:
 		add("rollback.trigger", "%q is not one of shadow, zookeeper, webhook, command", c.Rollback.Trigger)
+	}
+	if err := c.Rollback.ZooKeeper.Validate(); err != nil {
+		add("rollback.zookeeper", "%v", err)
 	}
 	if g := c.Grafana; g != nil {
 		if u, err := url.Parse(g.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -543,27 +505,17 @@ func (c *Config) validate() []error {
 		if g.TokenFile == "" {
 			add("grafana.token_file", "required: a service account token, in a file")
 		}
-		for i, d := range g.Dashboards {
-			if d.UID == "" {
-				add(fmt.Sprintf("grafana.dashboards[%d].uid", i), "required")
-			}
+		if err := g.Validate(); err != nil {
+			add("grafana", "%v", err)
 		}
 	}
 	if c.Analysis.GateLooks < 0 {
 		add("analysis.gate_looks", "must be positive")
 	}
-	if c.Scrape.Timeout > c.Scrape.Interval {
-		add("scrape.timeout", "%s is longer than scrape.interval %s", c.Scrape.Timeout.D(), c.Scrape.Interval.D())
+	if err := c.Scrape.Validate(); err != nil {
+		add("scrape", "%v", err)
 	}
-	for i, t := range c.Scrape.Static {
-		if _, _, err := net.SplitHostPort(t.Address); err != nil {
-			add(fmt.Sprintf("scrape.static[%d].address", i), "%q is not host:port", t.Address)
-		}
-		if t.Service == "" {
-			add(fmt.Sprintf("scrape.static[%d].service", i), "required")
-		}
-	}
-	if len(c.Scrape.ServerSets) > 0 && c.ZooKeeper == nil {
+	if c.Scrape.ServerSets != nil && c.ZooKeeper == nil {
 		add("scrape.serversets", "needs a zookeeper section")
 	}
 	return errs

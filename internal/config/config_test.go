@@ -34,14 +34,14 @@ rollback:
 grafana:
   url: https://grafana.example.com
   token_file: /etc/immune/grafana-token
-  dashboards: [{uid: abc123, panels: [2, 4]}]
+  dashboards: [{uid: abc123, panel_ids: [2, 4]}]
 analysis: {delay: 45s, gate_looks: 3}
 `))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !*c.Deploys.ZooKeeper || c.Layout().Deploys != "/cd/deploys" || c.Layout().Services != "/services" ||
-		c.ZooKeeper.SessionTimeout.D() != 10*time.Second || c.Analysis.GateLooks != 3 || c.Grafana.Dashboards[0].Panels[1] != 4 {
+		c.ZooKeeper.SessionTimeout.D() != 10*time.Second || c.Analysis.GateLooks != 3 || c.Grafana.Dashboards[0].PanelIDs[1] != 4 {
 		t.Fatalf("parsed: %+v", c)
 	}
 }

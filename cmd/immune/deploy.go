@@ -38,6 +38,7 @@ var deployCommands = []command{
 	{"start", "announce a deploy; prints its id", runDeployStart},
 	{"group", "announce that a rollout group started", runDeployGroup},
 	{"selftest", "report an instance's self test result", runDeploySelfTest},
+	{"state", "record that a deploy is done, reverted or abandoned", runDeployState},
 	{"status", "print a deploy's verdict; exit 0 pass, 1 fail, 3 pending", runDeployStatus},
 }
 
@@ -325,6 +326,49 @@ func runDeploySelfTest(args []string, stdout, stderr io.Writer) int {
 		word = "failed"
 	}
 	fmt.Fprintf(stdout, "deploy %s: self test of %s %s\n", pos[0], *instance, word)
+	return exitOK
+}
+
+const deployStateUsage = `Usage: immune deploy state ID --state STATE [flags]
+
+Records a change of deploy ID's state (POST /api/v1/deploys/ID/state):
+running, promoting, done, reverting, reverted or abandoned. immune stops
+analysing a deploy that is done, reverted or abandoned.
+
+Exit status: 0 accepted; 1 refused or immune unreachable; 2 bad flags.
+
+Flags:
+`
+
+func runDeployState(args []string, stdout, stderr io.Writer) int {
+	fs := newFlags("deploy state", deployStateUsage, stderr)
+	st := fs.String("state", "", "the deploy's new state (required)")
+	client := addClientFlags(fs)
+	pos, code, done := parseFlags(fs, args)
+	if done {
+		return code
+	}
+	switch {
+	case len(pos) != 1:
+		fmt.Fprintln(stderr, "immune deploy state: want one deploy ID (see immune deploy state -h)")
+		return exitUsage
+	case *st == "":
+		fmt.Fprintln(stderr, "immune deploy state: --state is required")
+		return exitUsage
+	}
+	c, err := client()
+	if err != nil {
+		fmt.Fprintf(stderr, "immune deploy state: %v\n", err)
+		return exitUsage
+	}
+	ctx, cancel := signalContext()
+	defer cancel()
+	var got deploy.DeployRecord
+	if err := c.do(ctx, http.MethodPost, "/api/v1/deploys/"+url.PathEscape(pos[0])+"/state", map[string]string{"state": *st}, &got); err != nil {
+		fmt.Fprintf(stderr, "immune deploy state: %v\n", err)
+		return exitFail
+	}
+	fmt.Fprintf(stdout, "deploy %s: %s\n", pos[0], got.State)
 	return exitOK
 }
 

@@ -76,6 +76,9 @@ func TestDeployStartAndGroup(t *testing.T) {
 		{[]string{"group", "--url", url, "--group", "0"}, 2, "", "want one deploy ID"},
 		{[]string{"selftest", "d1", "--url", url, "--instance", "c-1", "--failed", "--detail", "db down"}, 0, "self test of c-1 failed", ""},
 		{[]string{"selftest", "d1", "--url", url, "--instance", "c-1"}, 2, "", "say --passed or --failed"},
+		{[]string{"state", "d1", "--url", url, "--state", "done"}, 0, "deploy d1: done", ""},
+		{[]string{"state", "d1", "--url", url, "--state", "over"}, 1, "", `field state: "over"`},
+		{[]string{"state", "d1", "--url", url}, 2, "", "--state is required"},
 		{[]string{"nope"}, 2, "", `unknown command "nope"`},
 	}
 	for _, tt := range tests {

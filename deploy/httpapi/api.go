@@ -5,6 +5,7 @@
 //	POST /api/v1/deploys                 start a deploy (deploy.DeployRecord)
 //	POST /api/v1/deploys/{id}/groups     rollout group n started (deploy.GroupRecord)
 //	POST /api/v1/deploys/{id}/selftest   a self test result (deploy.SelfTestRecord)
+//	POST /api/v1/deploys/{id}/state      the deploy's state changed ({"state":"done"})
 //	GET  /api/v1/deploys                 recent deploys with their status
 //	GET  /api/v1/deploys/{id}            one deploy with its status
 //
@@ -177,6 +178,12 @@ func (a *API) replay(e entry, now time.Time, retention time.Duration) bool {
 			return false
 		}
 		a.addSelfTest(s, *e.SelfTest)
+	case opState:
+		s, ok := a.deploys[e.DeployID]
+		if !ok {
+			return false
+		}
+		a.setState(s, e.State)
 	}
 	return true
 }
@@ -202,6 +209,11 @@ func (a *API) addSelfTest(s *state, t deploy.SelfTestRecord) {
 	a.q.Push(deploy.Event{Kind: deploy.EventSelfTest, Source: SourceName, At: a.now(), Deploy: s.rec.Deploy(), State: s.rec.State, SelfTest: &t})
 }
 
+func (a *API) setState(s *state, st string) {
+	s.rec.State = st
+	a.q.Push(deploy.Event{Kind: deploy.EventState, Source: SourceName, At: a.now(), Deploy: s.rec.Deploy(), State: st})
+}
+
 // Run delivers the replayed events, then those of accepted requests, to
 // out until ctx ends; it returns ctx.Err().
 func (a *API) Run(ctx context.Context, out chan<- deploy.Event) error {
@@ -225,6 +237,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/deploys", a.postDeploy)
 	mux.HandleFunc("POST /api/v1/deploys/{id}/groups", a.postGroup)
 	mux.HandleFunc("POST /api/v1/deploys/{id}/selftest", a.postSelfTest)
+	mux.HandleFunc("POST /api/v1/deploys/{id}/state", a.postState)
 	mux.HandleFunc("GET /api/v1/deploys", a.list)
 	mux.HandleFunc("GET /api/v1/deploys/{id}", a.get)
 }
@@ -426,6 +439,38 @@ func (a *API) postSelfTest(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusCreated, t)
 }
 
+// postState records a change of the deploy's state: {"state":"done"}.
+// The same state again is answered 200 without an event.
+func (a *API) postState(w http.ResponseWriter, r *http.Request) {
+	if !a.authorize(w, r) {
+		return
+	}
+	body, err := httpx.ReadBody(r)
+	if err != nil {
+		a.badRequest(w, err)
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	s, ok := a.lookup(w, r)
+	if !ok {
+		return
+	}
+	st, err := ParseState(body)
+	if err != nil {
+		a.badRequest(w, err)
+		return
+	}
+	if st != s.rec.State {
+		if !a.persist(w, entry{Op: opState, DeployID: s.rec.ID, State: st}) {
+			return
+		}
+		a.setState(s, st)
+		a.log.Info("deploy api: state", logDeploy, s.rec.ID, "state", st)
+	}
+	httpx.WriteJSON(w, http.StatusOK, s.rec)
+}
+
 // View is the JSON of GET /api/v1/deploys/{id} and of each item of GET
 // /api/v1/deploys.
 type View struct {
@@ -529,13 +574,38 @@ func ParseDeploy(body []byte) (deploy.DeployRecord, error) {
 			return rec, field(fmt.Sprintf("groups[%d]", i), "%d: want a positive number of instances", g)
 		}
 	}
-	switch rec.State {
-	case "", deploy.StateRunning, deploy.StateDone, deploy.StateReverted, deploy.StateAbandoned,
-		deploy.StateReverting, deploy.StatePromoting:
-	default:
-		return rec, field("state", "%q: want running, promoting, done, reverting, reverted or abandoned", rec.State)
+	if rec.State != "" && !validState(rec.State) {
+		return rec, field("state", "%q: %s", rec.State, stateWant)
 	}
 	return rec, nil
+}
+
+const stateWant = "want running, promoting, done, reverting, reverted or abandoned"
+
+func validState(s string) bool {
+	switch s {
+	case deploy.StateRunning, deploy.StateDone, deploy.StateReverted, deploy.StateAbandoned,
+		deploy.StateReverting, deploy.StatePromoting:
+		return true
+	}
+	return false
+}
+
+// ParseState decodes and checks the body of POST …/state.
+func ParseState(body []byte) (string, error) {
+	var v struct {
+		State string `json:"state"`
+	}
+	if err := httpx.DecodeObject(body, &v, "", true); err != nil {
+		return "", err
+	}
+	switch {
+	case v.State == "":
+		return "", &httpx.FieldError{Field: "state", Msg: "missing: " + stateWant}
+	case !validState(v.State):
+		return "", &httpx.FieldError{Field: "state", Msg: fmt.Sprintf("%q: %s", v.State, stateWant)}
+	}
+	return v.State, nil
 }
 
 // ParseGroup decodes and checks the body of POST …/groups for a deploy

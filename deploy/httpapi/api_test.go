@@ -259,6 +259,33 @@ func TestGroupsAndSelfTests(t *testing.T) {
 	}
 }
 
+func TestState(t *testing.T) {
+	f := newFixture(t, httpapi.Options{})
+	f.do("POST", "/api/v1/deploys", startBody)
+	for _, tt := range []struct {
+		path, body string
+		code       int
+		contains   string
+	}{
+		{"/api/v1/deploys/d1/state", `{"state":"done"}`, 200, `"state": "done"`},
+		{"/api/v1/deploys/d1/state", `{"state":"done"}`, 200, `"state": "done"`},
+		{"/api/v1/deploys/d1/state", `{"state":"finished"}`, 400, `field state: \"finished\": want running`},
+		{"/api/v1/deploys/d1/state", `{}`, 400, `field state: missing`},
+		{"/api/v1/deploys/nope/state", `{"state":"done"}`, 404, `unknown deploy`},
+		// A retry of the start after the change is still the same deploy.
+		{"/api/v1/deploys", startBody, 200, `"state": "done"`},
+	} {
+		code, body := f.do("POST", tt.path, tt.body)
+		if code != tt.code || !strings.Contains(body, tt.contains) {
+			t.Errorf("POST %s %s: %d %s, want %d with %q", tt.path, tt.body, code, body, tt.code, tt.contains)
+		}
+	}
+	evs := f.events(2)
+	if len(evs) == 2 && (evs[1].Kind != deploy.EventState || evs[1].State != "done" || evs[1].Deploy.ID != "d1") {
+		t.Errorf("state event %+v", evs[1])
+	}
+}
+
 func TestGetWithStatus(t *testing.T) {
 	status := func(_ context.Context, id string) (httpapi.Status, bool) {
 		switch id {
@@ -392,22 +419,23 @@ func TestRestart(t *testing.T) {
 	f.do("POST", "/api/v1/deploys/d1/groups", `{"group":0,"instances":["c-1"]}`)
 	f.do("POST", "/api/v1/deploys/d1/selftest", `{"instance":"c-1","passed":true}`)
 	f.do("POST", "/api/v1/deploys/d1/selftest", `{"instance":"c-1","passed":false}`)
-	f.events(4)
+	f.do("POST", "/api/v1/deploys/d1/state", `{"state":"reverted"}`)
+	f.events(5)
 	f.srv.Close()
 	if err := f.api.Close(); err != nil {
 		t.Fatal(err)
 	}
 
 	g := newFixture(t, httpapi.Options{DataDir: dir, Now: func() time.Time { return t0.Add(time.Hour) }})
-	evs := g.events(4)
+	evs := g.events(5)
 	var kinds []string
 	for _, ev := range evs {
 		kinds = append(kinds, string(ev.Kind))
 	}
-	if strings.Join(kinds, ",") != "started,group,selftest,selftest" {
+	if strings.Join(kinds, ",") != "started,group,selftest,selftest,state" {
 		t.Errorf("replayed %v", kinds)
 	}
-	if len(evs) == 4 && (evs[3].SelfTest.Passed || !evs[0].Deploy.Time.Equal(t0)) {
+	if len(evs) == 5 && (evs[3].SelfTest.Passed || !evs[0].Deploy.Time.Equal(t0) || evs[4].State != "reverted") {
 		t.Errorf("replayed %+v", evs)
 	}
 	if code, body := g.do("POST", "/api/v1/deploys", startBody); code != 200 {

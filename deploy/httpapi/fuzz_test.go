@@ -14,7 +14,7 @@ func FuzzParse(f *testing.F) {
 		`{"group":0,"instances":["a"]}`,
 		`{"instance":"a","passed":true,"at":"2026-11-25T12:00:00Z"}`,
 		`{"service":"s","version":"v","started_at":"x"}`,
-		`[]`, `null`, `{"groups":[-1]}`, ``,
+		`{"state":"done"}`, `[]`, `null`, `{"groups":[-1]}`, ``,
 	} {
 		f.Add([]byte(s))
 	}
@@ -29,6 +29,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if st, err := ParseSelfTest(body); err == nil && st.Instance == "" {
 			t.Fatalf("accepted %q without instance", body)
+		}
+		if st, err := ParseState(body); err == nil && !validState(st) {
+			t.Fatalf("accepted state %q", st)
 		}
 	})
 }

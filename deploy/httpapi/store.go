@@ -22,12 +22,14 @@ type entry struct {
 	Deploy   *deploy.DeployRecord   `json:"deploy,omitempty"`
 	Group    *deploy.GroupRecord    `json:"group,omitempty"`
 	SelfTest *deploy.SelfTestRecord `json:"selftest,omitempty"`
+	State    string                 `json:"state,omitempty"`
 }
 
 const (
 	opDeploy   = "deploy"
 	opGroup    = "group"
 	opSelfTest = "selftest"
+	opState    = "state"
 )
 
 // store is the append-only JSON-lines log, fsynced after every line.
@@ -78,8 +80,9 @@ func (e entry) check() error {
 		return e.Deploy.Check("log")
 	case e.Op == opGroup && e.Group != nil && e.DeployID != "":
 	case e.Op == opSelfTest && e.SelfTest != nil && e.DeployID != "":
+	case e.Op == opState && e.State != "" && e.DeployID != "":
 	default:
-		return fmt.Errorf("op %q: want deploy, group or selftest with its record", e.Op)
+		return fmt.Errorf("op %q: want deploy, group, selftest or state with its record", e.Op)
 	}
 	return nil
 }

@@ -382,13 +382,12 @@ func (w *Watcher) syncService(s string, full bool) error {
 	for _, id := range names {
 		seen[id] = true
 		p := w.layout.Deploy(s, id)
-		d, ok := w.deploys[p]
+		_, ok := w.deploys[p]
 		if ok && !full {
 			continue
 		}
 		if !ok {
-			d = &deployState{service: s, id: id, groups: map[int]bool{}, selftests: map[string]deploy.SelfTestRecord{}}
-			w.deploys[p] = d
+			w.deploys[p] = &deployState{service: s, id: id, groups: map[int]bool{}, selftests: map[string]deploy.SelfTestRecord{}}
 		}
 		if err := w.syncDeploy(p, full); err != nil {
 			return err

@@ -13,14 +13,22 @@
 #   eval "$(scripts/prometheus.sh start)"   # prints the exports (and _PID)
 #   scripts/prometheus.sh stop              # stops the one started above
 #
+#   run and start take --config FILE: FILE is the server's prometheus.yml
+#   instead of the default one, with @PORT@ replaced by the server's port
+#   (so that it can scrape itself).
+#
 # Environment: PROMETHEUS (the binary, default: prometheus on PATH),
 # IMMUNE_KEEP_PROMETHEUS_DATA=1 keeps the data directory and log.
+# PROMETHEUS_REMOTE_WRITE_URL (e.g. http://127.0.0.1:9797/api/v1/write)
+# adds to the default configuration a remote_write to that URL and a job
+# scraping the server itself every second, so that samples flow there;
+# PROMETHEUS_REMOTE_WRITE_TOKEN_FILE sends the bearer token in that file.
 set -euo pipefail
 
 PROMETHEUS=${PROMETHEUS:-prometheus}
 
 usage() {
-  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -51,12 +59,13 @@ port_free() {
   ! (exec 8<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
-# start_server: sets PROM_PID, PROM_URL, PROM_DIR; fails with the log.
-start_server() {
-  command -v "$PROMETHEUS" >/dev/null 2>&1 ||
-    die "no $PROMETHEUS binary: install Debian's package (scripts/install-deps.sh, or apt-get install prometheus)"
-  PROM_DIR=$(mktemp -d "${TMPDIR:-/tmp}/immune-prometheus.XXXXXX")
-  mkdir -p "$PROM_DIR/data"
+# write_config PORT: writes $PROM_DIR/prometheus.yml: CONFIG_FILE with
+# @PORT@ replaced, or the default configuration.
+write_config() {
+  if [[ -n ${CONFIG_FILE:-} ]]; then
+    sed "s/@PORT@/$1/g" "$CONFIG_FILE" >"$PROM_DIR/prometheus.yml"
+    return
+  fi
   cat >"$PROM_DIR/prometheus.yml" <<'EOF'
 global:
   scrape_interval: 1m
@@ -66,10 +75,38 @@ storage:
     # Tests push history (NAB data is from 2011-2015) next to recent data.
     out_of_order_time_window: 100y
 EOF
+  if [[ -n ${PROMETHEUS_REMOTE_WRITE_URL:-} ]]; then
+    cat >>"$PROM_DIR/prometheus.yml" <<EOF
+scrape_configs:
+  - job_name: prometheus
+    scrape_interval: 1s
+    static_configs:
+      - targets: ['127.0.0.1:$1']
+remote_write:
+  - url: '$PROMETHEUS_REMOTE_WRITE_URL'
+    queue_config:
+      batch_send_deadline: 1s
+EOF
+    if [[ -n ${PROMETHEUS_REMOTE_WRITE_TOKEN_FILE:-} ]]; then
+      cat >>"$PROM_DIR/prometheus.yml" <<EOF
+    authorization:
+      credentials_file: '$PROMETHEUS_REMOTE_WRITE_TOKEN_FILE'
+EOF
+    fi
+  fi
+}
+
+# start_server: sets PROM_PID, PROM_URL, PROM_DIR; fails with the log.
+start_server() {
+  command -v "$PROMETHEUS" >/dev/null 2>&1 ||
+    die "no $PROMETHEUS binary: install Debian's package (scripts/install-deps.sh, or apt-get install prometheus)"
+  PROM_DIR=$(mktemp -d "${TMPDIR:-/tmp}/immune-prometheus.XXXXXX")
+  mkdir -p "$PROM_DIR/data"
   local attempt port
   for attempt in 1 2 3 4 5; do
     port=$((20000 + RANDOM % 40000))
     port_free "$port" || continue
+    write_config "$port"
     "$PROMETHEUS" \
       --config.file="$PROM_DIR/prometheus.yml" \
       --storage.tsdb.path="$PROM_DIR/data" \
@@ -156,7 +193,21 @@ on_signal() {
   exit "$1"
 }
 
+# parse_config_flag ARGS...: sets CONFIG_FILE from a leading --config
+# FILE and NSHIFT to the number of arguments it took.
+parse_config_flag() {
+  CONFIG_FILE= NSHIFT=0
+  if [[ ${1:-} == --config ]]; then
+    [[ $# -ge 2 ]] || usage
+    [[ -r $2 ]] || die "cannot read config file $2"
+    CONFIG_FILE=$(cd "$(dirname "$2")" && pwd)/$(basename "$2")
+    NSHIFT=2
+  fi
+}
+
 cmd_run() {
+  parse_config_flag "$@"
+  shift "$NSHIFT"
   [[ ${1:-} == -- ]] && shift
   [[ $# -gt 0 ]] || usage
   PROM_PID= PROM_DIR= CHILD=
@@ -184,6 +235,9 @@ cmd_run() {
 }
 
 cmd_start() {
+  parse_config_flag "$@"
+  shift "$NSHIFT"
+  [[ $# -eq 0 ]] || usage
   PROM_PID= PROM_DIR=
   start_server
   printf 'export IMMUNE_TEST_PROMETHEUS_URL=%q\n' "$PROM_URL"
@@ -205,7 +259,7 @@ cmd_stop() {
 
 case ${1:-} in
 run) shift; cmd_run "$@" ;;
-start) cmd_start ;;
+start) shift; cmd_start "$@" ;;
 stop) cmd_stop ;;
 *) usage ;;
 esac

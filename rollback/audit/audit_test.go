@@ -17,6 +17,8 @@ import (
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
+func writeFile(path string, data []byte) error { return os.WriteFile(path, data, 0o600) }
+
 func rec(kind, id, result string) audit.Record {
 	return audit.Record{Time: t0, Kind: kind, DeployID: id, Service: "checkout", Result: result}
 }

@@ -76,8 +76,9 @@ func (t Token) Check(r *http.Request) error {
 	if want == "" {
 		return fmt.Errorf("token file %s is empty", t.File)
 	}
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1 {
+	// The scheme is case-insensitive (RFC 9110 section 11.1).
+	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1 {
 		return ErrUnauthorized
 	}
 	return nil

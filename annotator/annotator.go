@@ -161,19 +161,20 @@ func ReportURL(base, id string) string {
 
 // Text is the text of the annotation an event writes: a title line, the
 // explanation sentences, and a link to the report page when reportURL is
-// not empty. Grafana shows annotation text as HTML-sanitised markdown-free
-// text, so the link is an <a> element and the rest is escaped.
+// not empty. Grafana renders annotation text as (sanitised) HTML and
+// ignores newlines, so the lines are joined with <br>, the link is an <a>
+// element and everything else is escaped.
 func Text(ev Event, reportURL string) string {
 	var b strings.Builder
 	b.WriteString(escape(title(ev)))
 	for _, line := range strings.Split(strings.TrimSpace(ev.Text), "\n") {
 		if line = strings.TrimSpace(line); line != "" {
-			b.WriteString("\n")
+			b.WriteString("<br>")
 			b.WriteString(escape(line))
 		}
 	}
 	if reportURL != "" {
-		fmt.Fprintf(&b, "\n<a href=\"%s\">report</a>", escape(reportURL))
+		fmt.Fprintf(&b, "<br><a href=\"%s\">report</a>", escape(reportURL))
 	}
 	return b.String()
 }

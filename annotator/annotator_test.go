@@ -25,7 +25,7 @@ func TestTagsAndText(t *testing.T) {
 			ev:       annotator.Event{Kind: annotator.KindDeploy, At: d.Time, Deploy: d},
 			base:     "https://immune.example/",
 			wantTags: "immune immune:region deploy:ck-42 service:checkout version:v2",
-			wantText: "deploy checkout v2 (from v1) by ana: analysis started\n<a href=\"https://immune.example/deploys/ck-42\">report</a>",
+			wantText: "deploy checkout v2 (from v1) by ana: analysis started<br><a href=\"https://immune.example/deploys/ck-42\">report</a>",
 		},
 		{
 			name: "failed verdict with KPIs, shadow",
@@ -33,7 +33,7 @@ func TestTagsAndText(t *testing.T) {
 				FailingKPIs: []string{"conversion", "latency_p99", "conversion"},
 				Text:        "conversion fell from 3.1% to 2.4% (p=0.0004 < 0.005).\n\nlatency_p99 rose <by 40ms>."},
 			wantTags: "immune immune:verdict deploy:ck-42 service:checkout version:v2 verdict:fail kpi:conversion kpi:latency_p99 shadow",
-			wantText: "verdict fail: checkout v2 (from v1) [shadow]\nconversion fell from 3.1% to 2.4% (p=0.0004 &lt; 0.005).\nlatency_p99 rose &lt;by 40ms&gt;.",
+			wantText: "verdict fail: checkout v2 (from v1) [shadow]<br>conversion fell from 3.1% to 2.4% (p=0.0004 &lt; 0.005).<br>latency_p99 rose &lt;by 40ms&gt;.",
 		},
 		{
 			name:     "revert",
@@ -46,7 +46,7 @@ func TestTagsAndText(t *testing.T) {
 			ev:       annotator.Event{Kind: annotator.KindEnd, At: at, Deploy: deploy.Deploy{ID: "x/y"}, Verdict: "pass"},
 			base:     "http://h",
 			wantTags: "immune immune:region deploy:x/y verdict:pass",
-			wantText: "deploy x/y: pass\n<a href=\"http://h/deploys/x%2Fy\">report</a>",
+			wantText: "deploy x/y: pass<br><a href=\"http://h/deploys/x%2Fy\">report</a>",
 		},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -97,13 +97,15 @@ func (o *OnceTrigger) record(ctx context.Context, req Request, res Result, err e
 	r := audit.Record{
 		Time: o.opts.Now(), Kind: audit.KindRevert,
 		DeployID: req.Deploy.ID, Service: req.Deploy.Service, Version: req.Deploy.Version,
-		PreviousVersion: req.Deploy.PreviousVersion, RuleFile: req.RuleFile, Reason: req.Reason,
+		PreviousVersion: req.Deploy.PreviousVersion, RuleFile: req.RuleFile, Reason: req.Reason, Evidence: req.Evidence,
 		Trigger: res.Trigger, Result: resultOf(res, err), Attempts: res.Attempts,
 		Detail: res.Detail, Output: res.Output, Instance: req.Instance,
 	}
 	if r.Trigger == "" {
 		r.Trigger = o.opts.Name
 	}
+	// Only the ZooKeeper trigger writes znodes; others leave ZKVersion
+	// at -1, but a zero Result must not read as "version 0 written".
 	if res.ZKVersion >= 0 && (res.Reverted || res.Already) && r.Trigger == "zookeeper" {
 		v := res.ZKVersion
 		r.ZKVersion = &v

@@ -183,6 +183,9 @@ func TestOnceAuditRecords(t *testing.T) {
 	if want := "failed reverted already"; strings.Join(got, " ") != want {
 		t.Errorf("results %q, want %q", strings.Join(got, " "), want)
 	}
+	if string(recs[1].Evidence) != string(req.Evidence) {
+		t.Errorf("revert record evidence %s, want %s", recs[1].Evidence, req.Evidence)
+	}
 	if recs[0].Error == "" {
 		t.Error("the failed call's record has no error")
 	}

@@ -16,8 +16,14 @@ help: ## list the targets
 build: ## build bin/immune
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/immune
 
+DEMOFLAGS ?=
+
 .PHONY: demo
-demo: build ## run the demo on embedded defaults (no servers needed)
+demo: build ## the whole story on one machine: a simulated fleet, a good deploy promoted, a bad one reverted (no servers needed; DEMOFLAGS="--speed 4 --keep")
+	$(BIN) demo $(DEMOFLAGS)
+
+.PHONY: demo-offline
+demo-offline: build ## the statistics on files: compare, rules check and test, a backtest on a real series
 	./scripts/demo.sh $(BIN)
 
 .PHONY: test

@@ -48,7 +48,10 @@ func sentence(kv KPIVerdict, correction string, n int) string {
 			b.WriteString("by ")
 		}
 		b.WriteString(format(size))
-		if !math.IsNaN(lo) && !math.IsNaN(hi) {
+		// An exact interval from very few samples reaches only a low
+		// confidence (R reports it as achieved); below one half it says
+		// nothing and is left out.
+		if !math.IsNaN(lo) && !math.IsNaN(hi) && kv.Confidence >= 0.5 {
 			if lo > hi {
 				lo, hi = hi, lo
 			}

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# make demo: what immune does with a deploy's numbers, on embedded example
-# data, no servers needed. (The live demo with a simulated fleet replaces
-# this when `immune demo` lands.)
+# make demo-offline: what immune does with a deploy's numbers, on example
+# files, no servers needed. (make demo runs the live story: immune demo.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-bin/immune}

@@ -34,6 +34,7 @@ type command struct {
 // commands is every subcommand, in the order "immune help" lists them.
 var commands = []command{
 	{"backtest", "replay past deploys through a rule file, without look-ahead", runBacktest},
+	{"demo", "the whole story on one machine: a simulated fleet, a good deploy, a bad one reverted", runDemo},
 	{"compare", "compare two samples with a two-sample test, like R or ministat", runCompare},
 	{"deploy", "announce deploys to immune and read their verdicts (deploy start, group, status)", runDeploy},
 	{"rules", "check and test KPI rule files (rules check, rules test)", runRules},

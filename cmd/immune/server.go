@@ -85,8 +85,15 @@ type serverOptions struct {
 	RulePatterns []string
 	// Stdout receives nothing today; logs go to Log.
 	Log *slog.Logger
-	// Now is the clock (time.Now by default).
-	Now func() time.Time
+	// Now is the clock (time.Now by default), After waits on it.
+	Now   func() time.Time
+	After func(time.Duration) <-chan time.Time
+	// Annotators are told of every deploy, verdict and revert, besides
+	// the built-in store and Grafana (the demo's timeline).
+	Annotators []annotator.Annotator
+	// Scraper creates the scrape manager even without targets in the
+	// config (the demo sets its targets itself).
+	Scraper bool
 }
 
 // newServer builds everything the config asks for; Close undoes it.
@@ -215,13 +222,14 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 		}
 		anns = append(anns, s.async("grafana", ga))
 	}
+	anns = append(anns, o.Annotators...)
 
 	shadow := shadowConfig(cfg)
 	sup, err := analysis.NewSupervisor(analysis.SupervisorOptions{
 		Source: s.src, Rules: s.rules, Trigger: trig, Gate: gate, Ownership: owners,
 		Annotator: annotator.Multi(anns), Journal: al, Instance: cfg.Instance,
 		Delay: cfg.Analysis.Delay.D(), GateLooks: cfg.Analysis.GateLooks, Shadow: shadow,
-		AlertsRevert: cfg.Alerts.Revert, Now: o.Now, Logger: s.log, Registerer: s.reg,
+		AlertsRevert: cfg.Alerts.Revert, Now: o.Now, After: o.After, Logger: s.log, Registerer: s.reg,
 	})
 	if err != nil {
 		return nil, err
@@ -281,7 +289,7 @@ func (s *server) collection(o serverOptions) error {
 	qa.Register(s.mux)
 
 	sc := cfg.Scrape
-	if len(sc.Static) == 0 && sc.ServerSets == nil {
+	if len(sc.Static) == 0 && sc.ServerSets == nil && !o.Scraper {
 		return nil
 	}
 	m, err := scrape.NewManager(scrape.Embedded{Store: s.store}, sc.Options(scrape.Options{Now: o.Now, Logger: s.log, Registerer: s.reg}))

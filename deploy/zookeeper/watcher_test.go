@@ -200,6 +200,12 @@ type writer struct {
 
 func (w writer) put(p string, v any) {
 	w.t.Helper()
+	if err := w.tryPut(p, v); err != nil {
+		w.t.Fatal(err)
+	}
+}
+
+func (w writer) tryPut(p string, v any) error {
 	var data []byte
 	switch v := v.(type) {
 	case nil:
@@ -208,19 +214,39 @@ func (w writer) put(p string, v any) {
 	default:
 		b, err := json.Marshal(v)
 		if err != nil {
-			w.t.Fatal(err)
+			return err
 		}
 		data = b
 	}
 	if err := w.c.EnsurePath(path.Dir(p)); err != nil {
-		w.t.Fatal(err)
+		return err
 	}
 	_, err := w.c.Create(p, data, 0, zk.WorldACL(zk.PermAll))
 	if errors.Is(err, zk.ErrNodeExists) {
 		_, err = w.c.Set(p, data, -1)
 	}
 	if err != nil {
-		w.t.Fatalf("write %s: %v", p, err)
+		return fmt.Errorf("write %s: %w", p, err)
+	}
+	return nil
+}
+
+func dialB(b *testing.B, addr string) *zkconn.Conn {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	c, err := zkconn.Dial(ctx, zkconn.Config{Servers: []string{addr}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return c
+}
+
+func mustB(b *testing.B, err error) {
+	b.Helper()
+	if err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -116,7 +116,7 @@ func TestEnvAndOutput(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
-	recs := l.Reverts(d.ID)
+	recs := reread(t, l.Path(), d.ID)
 	if len(recs) != 1 || !strings.Contains(recs[0].Output, "IMMUNE_DEPLOY_ID="+d.ID) || recs[0].Result != audit.ResultReverted {
 		t.Errorf("audit %+v", recs)
 	}
@@ -173,7 +173,7 @@ func TestHang(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	recs := l.Reverts(d.ID)
+	recs := reread(t, l.Path(), d.ID)
 	if len(recs) != 1 || recs[0].Result != audit.ResultFailed || !strings.Contains(recs[0].Error, "timed out") || !strings.Contains(recs[0].Output, "started") {
 		t.Errorf("audit %+v", recs)
 	}
@@ -238,4 +238,20 @@ func TestCanceledWhileRunning(t *testing.T) {
 	if !errors.Is(err, context.Canceled) || errors.Is(err, rollback.ErrTimeout) {
 		t.Fatalf("err %v, want context.Canceled", err)
 	}
+}
+
+// reread reads the audit log back from its file: a deploy's revert records.
+func reread(t *testing.T, path, id string) []audit.Record {
+	t.Helper()
+	all, err := audit.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recs []audit.Record
+	for _, r := range all {
+		if r.DeployID == id && r.Kind == audit.KindRevert {
+			recs = append(recs, r)
+		}
+	}
+	return recs
 }

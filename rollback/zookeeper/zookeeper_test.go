@@ -131,9 +131,18 @@ func (m *manager) reverts(t *testing.T, d deploy.Deploy) (int, deploy.RevertReco
 	return 1, r
 }
 
+// results reads the audit log back from its file: the kinds and
+// results of a deploy's records, in order.
 func results(log *audit.Log, id string) string {
+	recs, err := audit.ReadFile(log.Path())
+	if err != nil {
+		return err.Error()
+	}
 	var out []string
-	for _, r := range log.Deploy(id) {
+	for _, r := range recs {
+		if r.DeployID != id {
+			continue
+		}
 		if r.Kind == audit.KindRevert {
 			out = append(out, r.Result)
 		} else {

@@ -185,3 +185,21 @@ func TestEscaping(t *testing.T) {
 		t.Error("escaped text missing")
 	}
 }
+
+func BenchmarkReportPage(b *testing.B) {
+	p, err := web.New(sampleStore(), web.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	p.Register(mux)
+	req := httptest.NewRequest("GET", "/deploys/checkout-20261125-0250", nil)
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -314,4 +315,22 @@ func FuzzOpen(f *testing.F) {
 			t.Errorf("Annotate after Open: %v", err)
 		}
 	})
+}
+
+// BenchmarkAnnotate is one event written and fsynced.
+func BenchmarkAnnotate(b *testing.B) {
+	s, err := store.Open(filepath.Join(b.TempDir(), "a.jsonl"), store.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	d := ck42
+	i := 0
+	for b.Loop() {
+		i++
+		d.ID = fmt.Sprint("d", i)
+		if err := s.Annotate(context.Background(), annotator.Event{Kind: annotator.KindDeploy, At: t0, Deploy: d}); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

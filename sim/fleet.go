@@ -16,7 +16,9 @@ import (
 
 // Announcer makes an instance a ServerSet member of its service, or not.
 // ZKAnnouncer is the ZooKeeper one; a Fleet without an Announcer is a
-// static list of targets.
+// static list of targets. An error means the change is not applied yet:
+// the announcer keeps retrying it, and the fleet goes on (reporting an
+// EventError), as real instances do through a ZooKeeper outage.
 type Announcer interface {
 	Announce(ctx context.Context, service, instance string, m deploy.Member) error
 	Unannounce(ctx context.Context, service, instance string) error
@@ -315,7 +317,12 @@ func (f *Fleet) announce(ctx context.Context, m *member, ref Ref) error {
 			Metadata:            deploy.MemberMetadata{Version: m.inst.Version()},
 		}
 		if err := f.opts.Announcer.Announce(ctx, f.opts.Service, name, mem); err != nil {
-			return fmt.Errorf("announce %s: %w", name, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("announce %s: %w", name, err)
+			}
+			// The announcer retries; the instance goes on, as a real one
+			// does through a ZooKeeper outage.
+			f.emit(Event{Kind: EventError, Instance: name, Detail: err.Error()}, ref)
 		}
 	}
 	m.mu.Lock()
@@ -335,7 +342,10 @@ func (f *Fleet) unannounce(ctx context.Context, m *member, ref Ref) error {
 	m.mu.Unlock()
 	if f.opts.Announcer != nil {
 		if err := f.opts.Announcer.Unannounce(ctx, f.opts.Service, name); err != nil {
-			return fmt.Errorf("un-announce %s: %w", name, err)
+			if ctx.Err() != nil {
+				return fmt.Errorf("un-announce %s: %w", name, err)
+			}
+			f.emit(Event{Kind: EventError, Instance: name, Detail: err.Error()}, ref)
 		}
 	}
 	if was {

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-zookeeper/zk"
+
 	"github.com/immune-project/immune/deploy"
 	"github.com/immune-project/immune/internal/zkconn"
 	"github.com/immune-project/immune/internal/zktest"
@@ -163,6 +165,9 @@ func members(t *testing.T, c *zkconn.Conn, l deploy.Layout, service string) map[
 			t.Fatalf("member znode %q without the prefix %s", n, deploy.MemberPrefix)
 		}
 		b, _, err := c.Get(l.Members(service) + "/" + n)
+		if errors.Is(err, zk.ErrNoNode) {
+			continue // gone between the listing and the read (an expiring session)
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -305,5 +310,53 @@ func TestZKSessionLoss(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if n := len(members(t, watcher, l, "pay")); n != 2 {
 		t.Fatalf("%d members a moment later, want 2", n)
+	}
+}
+
+// TestZKRestart: a deploy while ZooKeeper is down goes on; once the
+// server is back, the ServerSet says what runs.
+func TestZKRestart(t *testing.T) {
+	srv := zktest.Start(t)
+	l := layout(zktest.Root(t))
+	c := dial(t, srv.Addr(), 0)
+	ann := sim.NewZKAnnouncer(c, l, nil)
+	defer ann.Close()
+	rec := &recorder{}
+	f := newFleet(t, sim.FleetOptions{Service: "cart", Size: 3, Announcer: ann, OnEvent: rec.add})
+	if n := len(members(t, c, l, "cart")); n != 3 {
+		t.Fatalf("%d members", n)
+	}
+	// A member of this session the announcer does not know, as a create
+	// whose answer was lost leaves: swept after the outage.
+	orphan, err := c.Create(l.Members("cart")+"/"+deploy.MemberPrefix, []byte(`{}`), zk.FlagEphemeral|zk.FlagSequence, c.ACL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := f.DeployInstance(ctx, "cart-1", "v2", sim.NoRef); err != nil {
+		t.Fatalf("deploy while ZooKeeper is down: %v", err)
+	}
+	if got := rec.kinds(func(e sim.Event) bool { return e.Kind == sim.EventError }); len(got) == 0 {
+		t.Fatal("no error event while ZooKeeper was down")
+	}
+	srv.Restart()
+	want := map[string]string{}
+	for _, tg := range f.Targets() {
+		want[tg.Addr] = tg.Version
+	}
+	eventually(t, "the ServerSet does not say what runs", func() bool {
+		if !c.HasSession() {
+			return false
+		}
+		names, _, err := c.Children(l.Members("cart"))
+		if err != nil || len(names) != 3 {
+			return false
+		}
+		return fmt.Sprint(byAddr(members(t, c, l, "cart"))) == fmt.Sprint(want)
+	})
+	if ok, _, _ := c.Exists(orphan); ok {
+		t.Fatalf("the orphan %s is still there", orphan)
 	}
 }

@@ -91,8 +91,10 @@ type ManagerOptions struct {
 	// SkipFinalGate finishes as soon as the last group is out, without
 	// waiting for immune's decision about it (state promoting meanwhile).
 	SkipFinalGate bool
-	// Attempts of each transport call, default 3; RetryBackoff the wait
-	// between two, default 200ms. Rejected requests are not retried.
+	// Attempts of each transport call, default 8; RetryBackoff the first
+	// wait between two, default 200ms, doubling up to 5s (about 16 s in
+	// all: a ZooKeeper restart or a short outage of immune passes).
+	// Rejected requests are not retried.
 	Attempts     int
 	RetryBackoff time.Duration
 	// OnEvent receives the timeline (called synchronously). Nil: none.
@@ -101,6 +103,9 @@ type ManagerOptions struct {
 	// Registerer receives the manager's metrics; nil: none.
 	Registerer prometheus.Registerer
 }
+
+// maxBackoff bounds the wait between two attempts.
+const maxBackoff = 5 * time.Second
 
 // Manager is the reference deployment manager: it rolls a version out to
 // a fleet in exponential groups, waits for immune's gate before each
@@ -126,7 +131,7 @@ func NewManager(opts ManagerOptions) (*Manager, error) {
 		opts.GateTimeout = 5 * time.Minute
 	}
 	if opts.Attempts <= 0 {
-		opts.Attempts = 3
+		opts.Attempts = 8
 	}
 	if opts.RetryBackoff <= 0 {
 		opts.RetryBackoff = 200 * time.Millisecond
@@ -368,7 +373,7 @@ func (d *run) watch(ctx context.Context) {
 				return
 			case <-t.C:
 			}
-			backoff = min(2*backoff, 5*time.Second)
+			backoff = min(2*backoff, maxBackoff)
 			continue
 		}
 		backoff = d.m.opts.RetryBackoff
@@ -471,9 +476,11 @@ func (d *run) setState(ctx context.Context) error {
 // error.
 func (d *run) retry(ctx context.Context, what string, fn func(context.Context) error) error {
 	var err error
+	wait := d.m.opts.RetryBackoff
 	for i := range d.m.opts.Attempts {
 		if i > 0 {
-			t := time.NewTimer(d.m.opts.RetryBackoff << (i - 1))
+			t := time.NewTimer(wait)
+			wait = min(2*wait, maxBackoff)
 			select {
 			case <-ctx.Done():
 				t.Stop()

@@ -27,9 +27,9 @@ var (
 // storage.ErrOutOfBounds, storage.ErrTooOldSample and
 // storage.ErrDuplicateSampleForTimestamp. Samples of one series appended
 // in one transaction are checked against each other only at commit, where
-// one that cannot be stored (an older or conflicting sample of a series
-// without out-of-order window) is dropped and counted in the TSDB's
-// metrics, as in Prometheus.
+// one that cannot be stored (a second value at a time, an older sample
+// without out-of-order window) is dropped without an error, as in
+// Prometheus.
 func (s *Store) Update(ctx context.Context, fn func(app storage.AppenderV2) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

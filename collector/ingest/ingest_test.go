@@ -440,3 +440,22 @@ func writeToken(t testing.TB, token string) string {
 	}
 	return path
 }
+
+// Within one remote-write request, a second value of a series at one
+// time is the store's business, as in Prometheus: the first is kept.
+func TestRemoteWriteDuplicateWithinRequest(t *testing.T) {
+	e := setup(t, ingest.Options{})
+	req := &prompb.WriteRequest{Timeseries: []prompb.TimeSeries{
+		{Labels: ts("__name__", "m"), Samples: []prompb.Sample{{Value: 1, Timestamp: ms(now)}}},
+		{Labels: ts("__name__", "m"), Samples: []prompb.Sample{{Value: 2, Timestamp: ms(now)}}}}}
+	if code, body, _ := e.post(t, "/api/v1/write", v1Header(), v1Body(t, req)); code != 204 {
+		t.Fatalf("HTTP %d: %s", code, body)
+	}
+	v, _, err := e.store.Query(context.Background(), "m", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].Sample.V != 1 {
+		t.Errorf("got %v, want the first value, 1", v)
+	}
+}

@@ -169,7 +169,7 @@ func (o *Owners) acquire(ctx context.Context, deployID string) (*Lease, error) {
 	var rnd [8]byte
 	_, _ = rand.Read(rnd[:])
 	ownerPath := o.opts.Layout.Owner(deployID)
-	fence := path.Join(o.opts.FenceRoot, fmt.Sprintf("%s.%016x.%s", deployID, uint64(sid), hex.EncodeToString(rnd[:])))
+	fence := path.Join(o.opts.FenceRoot, fmt.Sprintf("%s.%d.%s", deployID, uint64(sid), hex.EncodeToString(rnd[:])))
 	data, err := json.Marshal(ownerData{deploy.OwnerRecord{Instance: o.opts.Instance, Since: o.opts.Now().UTC()}, fence})
 	if err != nil {
 		return nil, fmt.Errorf("acquire deploy %s: %w", deployID, err)

@@ -445,6 +445,13 @@ func (s *Supervisor) gate(ctx context.Context, t *tracked, lease rollback.Lease,
 	if dec.Verdict.Outcome == detector.Fail {
 		return
 	}
+	for _, k := range dec.Verdict.KPIs {
+		if k.NoData {
+			// Missing data is never a reason to go on: wait (the
+			// deployment manager's own timeout decides).
+			return
+		}
+	}
 	s.mu.Lock()
 	groups := slices.Clone(t.rec.Groups)
 	s.mu.Unlock()

@@ -67,8 +67,11 @@ type JudgeOptions struct {
 
 // KPIVerdict is the judgement of one KPI, with the numbers behind it.
 type KPIVerdict struct {
-	Name     string
-	Outcome  Outcome
+	Name    string
+	Outcome Outcome
+	// NoData is set when the KPI's data could not be had (KPI.Missing,
+	// then the Reason): it is inconclusive for want of data, not of power.
+	NoData   bool
 	Critical bool
 	Weight   float64
 	Bad      Direction
@@ -230,7 +233,7 @@ func evaluate(k KPI, conf float64) KPIVerdict {
 	}
 	if k.Missing != "" {
 		kv.BaselineLevel, kv.CanaryLevel = math.NaN(), math.NaN()
-		kv.Reason = k.Missing
+		kv.Reason, kv.NoData = k.Missing, true
 		return kv
 	}
 	kv.BaselineLevel, kv.CanaryLevel = k.levels(t)

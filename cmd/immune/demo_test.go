@@ -6,14 +6,14 @@ import (
 	"testing"
 )
 
-// TestDemo runs `immune demo` at 20 times the speed: the good version is
+// TestDemo runs `immune demo` at 5 times the speed: the good version is
 // promoted with a pass, the bad one caught and reverted through the webhook.
 func TestDemo(t *testing.T) {
 	if testing.Short() {
-		t.Skip("the demo runs a fleet and immune for about 5 s: skipped under -short")
+		t.Skip("the demo runs a fleet and immune for about 20 s: skipped under -short")
 	}
 	var out, errb bytes.Buffer
-	code := run([]string{"demo", "--speed", "20", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, &out, &errb)
+	code := run([]string{"demo", "--speed", "5", "--listen", "127.0.0.1:0", "--data-dir", t.TempDir()}, &out, &errb)
 	t.Log(out.String())
 	if code != exitOK {
 		t.Fatalf("exit %d; stderr:\n%s", code, errb.String())

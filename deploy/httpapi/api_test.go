@@ -498,3 +498,36 @@ func TestLogRecovery(t *testing.T) {
 		})
 	}
 }
+
+// TestConcurrentRetries: the same deploy and group posted at once by
+// many clients is accepted once (201) and recognized for the others
+// (200); one event each.
+func TestConcurrentRetries(t *testing.T) {
+	f := newFixture(t, httpapi.Options{DataDir: t.TempDir()})
+	const n = 16
+	codes := make(chan int, 2*n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			code, _ := f.do("POST", "/api/v1/deploys", startBody)
+			codes <- code
+		})
+	}
+	wg.Wait()
+	for range n {
+		wg.Go(func() {
+			code, _ := f.do("POST", "/api/v1/deploys/d1/groups", `{"group":0,"started_at":"2026-11-25T12:01:00Z"}`)
+			codes <- code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[201] != 2 || count[200] != 2*n-2 {
+		t.Errorf("answers %v, want two 201 and the rest 200", count)
+	}
+	f.events(2)
+}

@@ -441,8 +441,8 @@ func (w *Watcher) syncDeploy(p string, full bool) error {
 	if len(data) == 0 {
 		return nil // created before its data: the data watch calls again
 	}
-	var rec deploy.DeployRecord
-	if err := w.decodeDeploy(p, d, data, &rec); err != nil {
+	rec, err := decodeDeploy(p, d.service, d.id, data)
+	if err != nil {
 		w.malformed(p, data, err)
 		return nil
 	}
@@ -468,23 +468,52 @@ func (w *Watcher) syncDeploy(p string, full bool) error {
 	return w.syncDeployChildren(p, full)
 }
 
-func (w *Watcher) decodeDeploy(p string, d *deployState, data []byte, rec *deploy.DeployRecord) error {
-	if err := deploy.Unmarshal(p, data, rec); err != nil {
-		return fmt.Errorf("%w: %w", deploy.ErrMalformed, err)
+// decodeDeploy reads the deploy record at znode p, /…/service/id.
+func decodeDeploy(p, service, id string, data []byte) (deploy.DeployRecord, error) {
+	var rec deploy.DeployRecord
+	if err := deploy.Unmarshal(p, data, &rec); err != nil {
+		return rec, fmt.Errorf("%w: %w", deploy.ErrMalformed, err)
 	}
 	if rec.ID == "" {
-		rec.ID = d.id
+		rec.ID = id
 	}
 	if rec.Service == "" {
-		rec.Service = d.service
+		rec.Service = service
 	}
-	if rec.ID != d.id || rec.Service != d.service {
-		return fmt.Errorf("%w: znode %s: id %q and service %q differ from the path", deploy.ErrMalformed, p, rec.ID, rec.Service)
+	if rec.ID != id || rec.Service != service {
+		return rec, fmt.Errorf("%w: znode %s: id %q and service %q differ from the path", deploy.ErrMalformed, p, rec.ID, rec.Service)
 	}
 	if err := rec.Check(p); err != nil {
-		return fmt.Errorf("%w: %w", deploy.ErrMalformed, err)
+		return rec, fmt.Errorf("%w: %w", deploy.ErrMalformed, err)
 	}
-	return nil
+	return rec, nil
+}
+
+// decodeGroup reads the group record at znode p, …/groups/n.
+func decodeGroup(p string, n int, data []byte) (deploy.GroupRecord, error) {
+	var rec deploy.GroupRecord
+	if err := deploy.Unmarshal(p, data, &rec); err != nil {
+		return rec, fmt.Errorf("%w: %w", deploy.ErrMalformed, err)
+	}
+	if rec.Group != n {
+		return rec, fmt.Errorf("%w: znode %s: group is %d, the znode's name %d", deploy.ErrMalformed, p, rec.Group, n)
+	}
+	return rec, nil
+}
+
+// decodeSelfTest reads the self test record at znode p, …/selftest/inst.
+func decodeSelfTest(p, inst string, data []byte) (deploy.SelfTestRecord, error) {
+	var rec deploy.SelfTestRecord
+	if err := deploy.Unmarshal(p, data, &rec); err != nil {
+		return rec, fmt.Errorf("%w: %w", deploy.ErrMalformed, err)
+	}
+	if rec.Instance == "" {
+		rec.Instance = inst
+	}
+	if rec.Instance != inst {
+		return rec, fmt.Errorf("%w: znode %s: instance %q differs from the znode's name", deploy.ErrMalformed, p, rec.Instance)
+	}
+	return rec, nil
 }
 
 func (w *Watcher) syncDeployChildren(p string, full bool) error {
@@ -547,13 +576,9 @@ func (w *Watcher) syncGroup(p string, n int) error {
 	if err != nil || !exists || len(data) == 0 {
 		return err
 	}
-	var rec deploy.GroupRecord
-	if err := deploy.Unmarshal(gp, data, &rec); err != nil {
-		w.malformed(gp, data, fmt.Errorf("%w: %w", deploy.ErrMalformed, err))
-		return nil
-	}
-	if rec.Group != n {
-		w.malformed(gp, data, fmt.Errorf("%w: znode %s: group is %d, the znode's name %d", deploy.ErrMalformed, gp, rec.Group, n))
+	rec, err := decodeGroup(gp, n, data)
+	if err != nil {
+		w.malformed(gp, data, err)
 		return nil
 	}
 	delete(w.bad, gp)
@@ -592,16 +617,9 @@ func (w *Watcher) syncSelfTest(p, inst string) error {
 	if err != nil || !exists || len(data) == 0 {
 		return err
 	}
-	var rec deploy.SelfTestRecord
-	if err := deploy.Unmarshal(sp, data, &rec); err != nil {
-		w.malformed(sp, data, fmt.Errorf("%w: %w", deploy.ErrMalformed, err))
-		return nil
-	}
-	if rec.Instance == "" {
-		rec.Instance = inst
-	}
-	if rec.Instance != inst {
-		w.malformed(sp, data, fmt.Errorf("%w: znode %s: instance %q differs from the znode's name", deploy.ErrMalformed, sp, rec.Instance))
+	rec, err := decodeSelfTest(sp, inst, data)
+	if err != nil {
+		w.malformed(sp, data, err)
 		return nil
 	}
 	delete(w.bad, sp)

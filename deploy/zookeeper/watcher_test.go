@@ -198,10 +198,20 @@ type writer struct {
 	layout deploy.Layout
 }
 
+// put writes v at p, retrying while the connection is down (a server
+// restart).
 func (w writer) put(p string, v any) {
 	w.t.Helper()
-	if err := w.tryPut(p, v); err != nil {
-		w.t.Fatal(err)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := w.tryPut(p, v)
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, zk.ErrNoServer) && !errors.Is(err, zk.ErrConnectionClosed) && !errors.Is(err, zk.ErrSessionMoved) || time.Now().After(deadline) {
+			w.t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -221,6 +231,8 @@ func (w writer) tryPut(p string, v any) error {
 	if err := w.c.EnsurePath(path.Dir(p)); err != nil {
 		return err
 	}
+	// A retried Create that went through before the connection broke
+	// finds the znode: set it.
 	_, err := w.c.Create(p, data, 0, zk.WorldACL(zk.PermAll))
 	if errors.Is(err, zk.ErrNodeExists) {
 		_, err = w.c.Set(p, data, -1)

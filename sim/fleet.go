@@ -39,6 +39,9 @@ type FleetOptions struct {
 	Announcer Announcer
 	// Clock is the simulated time of the traffic; NewClock(nil, 1) when nil.
 	Clock *Clock
+	// Now stamps events and self tests; the clock's wall time when nil.
+	// A demo whose immune runs in simulated time passes Clock.Now.
+	Now func() time.Time
 	// RestartDelay is how long (wall clock) an instance stays down on a
 	// deploy, between stop and start; default none.
 	RestartDelay time.Duration
@@ -110,6 +113,9 @@ func NewFleet(opts FleetOptions) (*Fleet, error) {
 	}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
+	}
+	if f.opts.Now == nil {
+		f.opts.Now = f.clock.Wall
 	}
 	now := f.clock.Now()
 	for i := range opts.Size {
@@ -288,7 +294,7 @@ func (f *Fleet) DeployInstance(ctx context.Context, name, version string, ref Re
 	}
 	m.inst.Start(f.clock.Now(), version)
 	f.emit(Event{Kind: EventRestarted, Instance: name, Version: version}, ref)
-	rec := m.inst.SelfTest(f.clock.Wall())
+	rec := m.inst.SelfTest(f.opts.Now().UTC())
 	if !rec.Passed {
 		f.emit(Event{Kind: EventSelfTestFailed, Instance: name, Version: version, Detail: rec.Detail}, ref)
 		return rec, nil
@@ -355,7 +361,7 @@ func (f *Fleet) unannounce(ctx context.Context, m *member, ref Ref) error {
 }
 
 func (f *Fleet) emit(e Event, ref Ref) {
-	e.At, e.Service, e.DeployID, e.Group = f.clock.Wall(), f.opts.Service, ref.DeployID, ref.Group
+	e.At, e.Service, e.DeployID, e.Group = f.opts.Now(), f.opts.Service, ref.DeployID, ref.Group
 	f.log.Info("fleet", "event", string(e.Kind), "instance", e.Instance, "version", e.Version, "deploy", e.DeployID)
 	if f.opts.OnEvent != nil {
 		f.opts.OnEvent(e)

@@ -305,6 +305,7 @@ func (d *run) do(ctx context.Context, names []string) (Result, error) {
 			if err != nil {
 				return d.result(""), fmt.Errorf("deploy %s: %w", d.rec.ID, err)
 			}
+			st.At = m.opts.Now().UTC() // the manager's clock, as every record it writes
 			if err := d.retry(ctx, "report self test", func(ctx context.Context) error {
 				return m.opts.Transport.SelfTest(ctx, d.service, d.rec.ID, st)
 			}); err != nil {

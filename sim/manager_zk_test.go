@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -239,5 +240,60 @@ func TestExponentialGroups(t *testing.T) {
 		if got := fmt.Sprint(sim.ExponentialGroups(n)); got != want {
 			t.Errorf("ExponentialGroups(%d) = %s, want %s", n, got, want)
 		}
+	}
+}
+
+// TestManagerZKSessionExpiry: the manager's session expires while it
+// waits for the gate; immune decides meanwhile; the manager reads the
+// decision in its new session and finishes.
+func TestManagerZKSessionExpiry(t *testing.T) {
+	addr := zktest.Shared(t)
+	l := layout(zktest.Root(t))
+	proxy := zktest.NewProxy(t, addr)
+	c := dial(t, proxy.Addr(), 2*time.Second)
+	immune := dial(t, addr, 0)
+	f := newFleet(t, sim.FleetOptions{Service: "checkout", Size: 3})
+	var once sync.Once
+	cut := make(chan struct{})
+	rec := &recorder{}
+	m, err := sim.NewManager(sim.ManagerOptions{Transport: sim.NewZKTransport(c, l), Fleet: f, GateTimeout: 30 * time.Second, OnGateTimeout: sim.GateTimeoutStop,
+		OnEvent: func(e sim.Event) {
+			rec.add(e)
+			if e.Kind == sim.EventGateWaiting {
+				once.Do(func() { proxy.Cut(); close(cut) })
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	v := zkView{c: immune, l: l, service: "checkout", id: "d-exp"}
+	go func() {
+		<-cut
+		// Past the session timeout, then the network comes back.
+		eventually(t, "the manager still has its session after the cut", func() bool {
+			ok, _, err := immune.Exists(l.Deploy("checkout", "d-exp"))
+			return err == nil && ok && !c.HasSession()
+		})
+		time.Sleep(3 * time.Second)
+		proxy.Restore()
+	}()
+	pctx, stop := context.WithCancel(ctx)
+	played := play(pctx, t, v, "d-exp", func(int, bool) string { return answerProceed })
+	res, err := m.Deploy(ctx, sim.Request{ID: "d-exp", Version: "v2"})
+	stop()
+	<-played
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Record.State != deploy.StateDone || !allOn(f, "v2") {
+		t.Fatalf("state %s, versions %v", res.Record.State, versions(f))
+	}
+	if got := v.record(t).State; got != deploy.StateDone {
+		t.Fatalf("deploy znode state %s", got)
+	}
+	if !slices.Contains(rec.kinds(nil), string(sim.EventGateProceed)) {
+		t.Fatalf("events %v", rec.kinds(nil))
 	}
 }

@@ -334,10 +334,13 @@ func TestRevertWebhook(t *testing.T) {
 	if r := tr.Reverted("d1"); r == nil || r.Reason != "conversion dropped" {
 		t.Fatalf("kept revert %+v, want the first one", r)
 	}
-	st, _, err := tr.Status(context.Background(), "s", "d1")
+	ctx, cancel := context.WithCancel(context.Background())
+	st, changed, err := tr.Status(ctx, "s", "d1")
 	if err != nil || st.Revert == nil || st.Revert.DeployID != "d1" {
 		t.Fatalf("status after the webhook: %+v, %v", st, err)
 	}
+	cancel()
+	<-changed // closed when its context ends
 }
 
 func TestParseStatus(t *testing.T) {
@@ -411,4 +414,51 @@ func FuzzParseStatus(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRevertWebhookToken: with a webhook token, POST /revert wants it;
+// the answer never shows it.
+func TestRevertWebhookToken(t *testing.T) {
+	v := newMemView()
+	api := fakeAPI(t, v)
+	tr, err := sim.NewHTTPTransport(sim.HTTPOptions{URL: api.URL, TokenFile: tokenFile(t, testToken), WebhookTokenFile: tokenFile(t, "hook-s3cr3t")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Create(context.Background(), deploy.DeployRecord{ID: "d1", Service: "s", Version: "v2", StartedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	tr.Register(mux)
+	hook := httptest.NewServer(mux)
+	defer hook.Close()
+	for _, tc := range []struct {
+		name, auth string
+		code       int
+	}{
+		{"none", "", 401},
+		{"wrong", "Bearer hook-s3cr3", 401},
+		{"wrong scheme", "Basic hook-s3cr3t", 401},
+		{"right", "bearer hook-s3cr3t", 202},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, _ := http.NewRequest("POST", hook.URL+"/revert", strings.NewReader(`{"deploy_id":"d1","reason":"r"}`))
+			if tc.auth != "" {
+				req.Header.Set("Authorization", tc.auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var b bytes.Buffer
+			_, _ = b.ReadFrom(resp.Body)
+			if resp.StatusCode != tc.code || strings.Contains(b.String(), "s3cr3") {
+				t.Fatalf("%d %s, want %d without the token", resp.StatusCode, b.String(), tc.code)
+			}
+		})
+	}
+	if tr.Reverted("d1") == nil {
+		t.Fatal("the authorized revert was not kept")
+	}
 }

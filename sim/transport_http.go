@@ -3,6 +3,7 @@ package sim
 import (
 	"bytes"
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +29,10 @@ type HTTPOptions struct {
 	// TokenFile holds a bearer token sent on every request (read at each
 	// request; never logged nor put in an error).
 	TokenFile string
+	// WebhookTokenFile, when set, holds the token POST /revert requires
+	// as "Authorization: Bearer <token>" (what immune's webhook trigger
+	// sends from its auth_file); read at each request, never logged.
+	WebhookTokenFile string
 	// PollInterval is how often Status polls GET /api/v1/deploys/{id},
 	// default 1s; a revert arriving at the webhook wakes it at once.
 	PollInterval time.Duration
@@ -58,8 +63,11 @@ func NewHTTPTransport(opts HTTPOptions) (*HTTPTransport, error) {
 	if u.User != nil {
 		return nil, fmt.Errorf("deploy api url %q: credentials in the URL: use a token file", redactURL(opts.URL))
 	}
-	if opts.TokenFile != "" {
-		if _, err := readToken(opts.TokenFile); err != nil {
+	for _, f := range []string{opts.TokenFile, opts.WebhookTokenFile} {
+		if f == "" {
+			continue
+		}
+		if _, err := readToken(f); err != nil {
 			return nil, err
 		}
 	}
@@ -230,6 +238,19 @@ func ParseRevertRequest(b []byte) (deploy.RevertRecord, error) {
 }
 
 func (t *HTTPTransport) serveRevert(w http.ResponseWriter, r *http.Request) {
+	if f := t.opts.WebhookTokenFile; f != "" {
+		tok, err := readToken(f)
+		if err != nil {
+			t.log.Error("revert webhook: token file unreadable", "err", err)
+			writeJSON(w, http.StatusInternalServerError, map[string]string{"status": "error", "error": "revert webhook: token unavailable"})
+			return
+		}
+		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(tok)) != 1 {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "error": "revert webhook: missing or wrong bearer token"})
+			return
+		}
+	}
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxWebhookBody))
 	if err != nil {
 		writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"status": "error", "error": "revert request: body over 1 MiB"})

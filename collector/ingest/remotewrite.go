@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"errors"
 	"fmt"
 	"mime"
 	"net/http"
@@ -111,7 +112,13 @@ func (r *Receiver) serveWrite(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if o.protocol == protoRemoteWrite1 {
-		o.err = r.decodeV1(data, b)
+		o.err = r.decodeV1Wire(data, b)
+		// What the wire decoder refuses or leaves, the generated one
+		// decides: the answer is always the generated decoder's.
+		if errors.Is(o.err, errFallback) || errors.Is(o.err, ErrParse) {
+			b.reset()
+			o.err = r.decodeV1(data, b)
+		}
 	} else {
 		o.err = r.decodeV2(data, b)
 	}

@@ -305,6 +305,12 @@ func (f *Fleet) DeployInstance(ctx context.Context, name, version string, ref Re
 
 func (f *Fleet) announce(ctx context.Context, m *member, ref Ref) error {
 	name := m.inst.Name()
+	f.mu.Lock()
+	closed := f.closed
+	f.mu.Unlock()
+	if closed {
+		return fmt.Errorf("announce %s: %w", name, ErrClosed)
+	}
 	if f.opts.Announcer != nil {
 		m.mu.Lock()
 		addr := m.addr

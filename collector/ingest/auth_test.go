@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/immune-project/immune/collector/ingest"
@@ -102,5 +103,20 @@ func TestNoAuth(t *testing.T) {
 	h.Set("Authorization", "Bearer whatever")
 	if code, resp, _ := e.post(t, "/api/v1/push", h, []byte("a 1\n")); code != http.StatusNoContent {
 		t.Errorf("HTTP %d: %s", code, resp)
+	}
+}
+
+// A second receiver on the same registry is an error of New, and the
+// first keeps its metrics.
+func TestRegisterTwice(t *testing.T) {
+	e := setup(t, ingest.Options{})
+	if _, err := ingest.New(e.store, ingest.Options{Registerer: e.reg}); err == nil {
+		t.Fatal("no error")
+	}
+	if code, resp, _ := e.post(t, "/api/v1/push", text(), []byte("a 1\n")); code != http.StatusNoContent {
+		t.Fatalf("HTTP %d: %s", code, resp)
+	}
+	if got := testutil.ToFloat64(counter(t, e.reg, "immune_ingested_samples_total", map[string]string{"protocol": "push_text"})); got != 1 {
+		t.Errorf("ingested %v", got)
 	}
 }

@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -58,11 +56,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg == nil {
 		return m, nil
 	}
-	var errs []error
+	var done []prometheus.Collector
 	for _, c := range []prometheus.Collector{m.ingested, m.rejected, m.requests, m.duration, m.bytes} {
 		if err := reg.Register(c); err != nil {
-			errs = append(errs, err)
+			// All or none: a second receiver on one registry fails
+			// cleanly, and the first keeps its metrics.
+			for _, d := range done {
+				reg.Unregister(d)
+			}
+			return nil, err
 		}
+		done = append(done, c)
 	}
-	return m, errors.Join(errs...)
+	return m, nil
 }

@@ -3,6 +3,7 @@ package queryapi_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -314,4 +315,28 @@ func TestAuth(t *testing.T) {
 	if strings.Contains(logs.String(), secret) {
 		t.Errorf("the token leaks into the log: %s", logs.String())
 	}
+}
+
+// PrometheusVersion is the release of the Prometheus module go.mod pins.
+func TestPrometheusVersion(t *testing.T) {
+	mod, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mod), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "github.com/prometheus/prometheus" {
+			continue
+		}
+		// v0.316.0 is Prometheus 3.16.0.
+		var minor, patch int
+		if _, err := fmt.Sscanf(f[1], "v0.3%d.%d", &minor, &patch); err != nil {
+			t.Fatalf("module version %s: %v", f[1], err)
+		}
+		if want := fmt.Sprintf("3.%d.%d", minor, patch); queryapi.PrometheusVersion != want {
+			t.Errorf("PrometheusVersion %s, go.mod has %s (%s)", queryapi.PrometheusVersion, f[1], want)
+		}
+		return
+	}
+	t.Error("go.mod does not require github.com/prometheus/prometheus")
 }

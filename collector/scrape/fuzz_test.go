@@ -3,7 +3,7 @@ package scrape
 import (
 	"testing"
 
-	"github.com/prometheus/prometheus/model/labels"
+	"github.com/prometheus/common/model"
 )
 
 // FuzzParse: any body in either format parses or fails with ErrParse,
@@ -32,7 +32,7 @@ func FuzzParse(f *testing.F) {
 			return
 		}
 		for _, p := range s.pending {
-			if p.e.ls.Get("service") != "s" || p.e.ls.Get("instance") != "i" || p.e.ls.Get(labels.MetricName) == "" {
+			if p.e.ls.Get("service") != "s" || p.e.ls.Get("instance") != "i" || p.e.ls.Get(model.MetricNameLabel) == "" {
 				t.Fatalf("series %s lacks the target labels or a name", p.e.ls)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/golang/snappy"
 	"github.com/prometheus/prometheus/prompb"
+	writev2 "github.com/prometheus/prometheus/prompb/io/prometheus/write/v2"
 
 	"github.com/immune-project/immune/collector/embedded"
 	"github.com/immune-project/immune/collector/ingest"
@@ -163,6 +164,86 @@ func BenchmarkPushJSON(b *testing.B) {
 	for range b.N {
 		tick.Add(1)
 		serve(b, h, header, body)
+	}
+	report(b, cpu)
+}
+
+// Remote write 2.0: the same samples, one entry per series, label strings
+// once in the symbol table.
+func BenchmarkRemoteWriteV2(b *testing.B) {
+	h := benchHandler(b, time.Now)
+	t0 := time.Now().Add(-24 * time.Hour).UnixMilli()
+	header := http.Header{"Content-Type": {"application/x-protobuf;proto=io.prometheus.write.v2.Request"}, "Content-Encoding": {"snappy"}}
+	body := func(i int) []byte {
+		block := i % benchBlocks
+		req := writev2.Request{Symbols: []string{"", "__name__", "http_requests_total", "service", "checkout", "method", "GET", "code", "200", "block", fmt.Sprint(block), "instance"}}
+		for j := range benchPerBody {
+			req.Symbols = append(req.Symbols, fmt.Sprintf("10.0.%d.%d:8080", j/250, j%250))
+			req.Timeseries = append(req.Timeseries, writev2.TimeSeries{
+				LabelsRefs: []uint32{1, 2, 3, 4, 11, uint32(len(req.Symbols) - 1), 5, 6, 7, 8, 9, 10},
+				Samples:    []writev2.Sample{{Timestamp: t0 + int64(i/benchBlocks)*15_000, Value: float64(i + j)}},
+			})
+		}
+		data, err := req.Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return snappy.Encode(nil, data)
+	}
+	bodies := make([][]byte, b.N)
+	for i := range bodies {
+		bodies[i] = body(i)
+	}
+	cpu := cpuTime()
+	b.ResetTimer()
+	for i := range b.N {
+		serve(b, h, header, bodies[i])
+	}
+	report(b, cpu)
+}
+
+// Remote write 1.0 over HTTP on loopback, as a sender does it: the
+// client's side (sending, reading the answer) is in the CPU time too.
+func BenchmarkRemoteWriteV1HTTP(b *testing.B) {
+	srv := httptest.NewServer(benchHandler(b, time.Now))
+	b.Cleanup(srv.Close)
+	t0 := time.Now().Add(-24 * time.Hour).UnixMilli()
+	var req prompb.WriteRequest
+	for j := range benchPerBody {
+		req.Timeseries = append(req.Timeseries, prompb.TimeSeries{
+			Labels:  ts("__name__", "http_requests_total", "block", "", "code", "200", "instance", fmt.Sprintf("10.0.%d.%d:8080", j/250, j%250), "method", "GET", "service", "checkout"),
+			Samples: []prompb.Sample{{}},
+		})
+	}
+	bodies := make([][]byte, b.N)
+	for i := range bodies {
+		for j := range req.Timeseries {
+			req.Timeseries[j].Labels[1].Value = fmt.Sprint(i % benchBlocks)
+			req.Timeseries[j].Samples[0] = prompb.Sample{Timestamp: t0 + int64(i/benchBlocks)*15_000, Value: float64(i + j)}
+		}
+		data, err := req.Marshal()
+		if err != nil {
+			b.Fatal(err)
+		}
+		bodies[i] = snappy.Encode(nil, data)
+	}
+	client := srv.Client()
+	cpu := cpuTime()
+	b.ResetTimer()
+	for i := range b.N {
+		hreq, err := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/write", bytes.NewReader(bodies[i]))
+		if err != nil {
+			b.Fatal(err)
+		}
+		hreq.Header = v1Header()
+		resp, err := client.Do(hreq)
+		if err != nil {
+			b.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			b.Fatalf("HTTP %d", resp.StatusCode)
+		}
 	}
 	report(b, cpu)
 }

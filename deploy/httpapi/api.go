@@ -299,7 +299,7 @@ func (a *API) postDeploy(w http.ResponseWriter, r *http.Request) {
 			rec.State = old.rec.State
 		}
 		if !sameDeploy(old.rec, rec) {
-			httpx.WriteError(w, http.StatusConflict, fmt.Sprintf("deploy %s exists with different content", rec.ID))
+			httpx.WriteError(w, http.StatusConflict, fmt.Sprintf("%v: deploy %s exists with different content", deploy.ErrConflict, rec.ID))
 			return
 		}
 		httpx.WriteJSON(w, http.StatusOK, old.rec)
@@ -371,7 +371,7 @@ func (a *API) postGroup(w http.ResponseWriter, r *http.Request) {
 			g.StartedAt = old.StartedAt
 		}
 		if !reflect.DeepEqual(normGroup(old), normGroup(g)) {
-			httpx.WriteError(w, http.StatusConflict, fmt.Sprintf("group %d of deploy %s exists with different content", g.Group, s.rec.ID))
+			httpx.WriteError(w, http.StatusConflict, fmt.Sprintf("%v: group %d of deploy %s exists with different content", deploy.ErrConflict, g.Group, s.rec.ID))
 			return
 		}
 		httpx.WriteJSON(w, http.StatusOK, old)

@@ -31,6 +31,9 @@ func pushProtocol(contentType string) (string, expfmt.Format, error) {
 	switch mt {
 	case "application/json":
 		return protoPushJSON, "", nil
+	case "application/x-www-form-urlencoded":
+		// curl --data-binary's default: text, as a Pushgateway takes it.
+		return protoPushText, expfmt.FmtText, nil
 	case "text/plain":
 		if v, ok := params["version"]; ok && v != expfmt.TextVersion {
 			return protoPush, "", fmt.Errorf("%w: text format version %q, want %s", ErrUnsupportedMediaType, v, expfmt.TextVersion)

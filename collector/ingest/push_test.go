@@ -130,6 +130,17 @@ func TestPushOpenMetricsAndProtobuf(t *testing.T) {
 	})
 }
 
+// curl --data-binary sends application/x-www-form-urlencoded: the text
+// format, as a Pushgateway takes it.
+func TestPushCurlDefault(t *testing.T) {
+	e := setup(t, ingest.Options{})
+	h := http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}
+	if code, resp, _ := e.post(t, "/api/v1/push", h, []byte("curled{a=\"b\"} 5\n")); code != 204 {
+		t.Fatalf("HTTP %d: %s", code, resp)
+	}
+	e.want(t, "curled", map[string][]float64{`curled{a="b"}`: {5}})
+}
+
 func TestPushGzip(t *testing.T) {
 	e := setup(t, ingest.Options{})
 	var buf bytes.Buffer

@@ -280,13 +280,31 @@ func TestServerSetDiscoverySessionExpiry(t *testing.T) {
 	rec := startDiscovery(t, dconn, layout, reg, nil, "checkout")
 	rec.waitFor(t, "checkout", "10.0.0.1:8080@v1")
 
+	// An ephemeral znode of the discovery's session shows when the
+	// server has expired it.
+	marker := layout.Services + "/session-marker"
+	if _, err := dconn.Create(marker, nil, zk.FlagEphemeral, dconn.ACL()); err != nil {
+		t.Fatal(err)
+	}
 	proxy.Cut()
 	// Changes the discovery cannot see while cut off.
 	in.unannounce(a)
 	in.announce("checkout", "10.0.0.1", 8080, "v2")
 	in.announce("checkout", "10.0.0.5", 8080, "v2")
-	// Past the session timeout: the server expires the session.
-	time.Sleep(4 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok, _, err := in.conn.Exists(marker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the discovery's session outlived its 2 s timeout by 18 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	proxy.Restore()
 	rec.waitFor(t, "checkout", "10.0.0.1:8080@v2,10.0.0.5:8080@v2")
 	if _, _, g := dconn.Session(); g == gen {

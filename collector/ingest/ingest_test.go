@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/golang/snappy"
+	remoteapi "github.com/prometheus/client_golang/exp/api/remote"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/prometheus/prometheus/prompb"
@@ -458,4 +459,26 @@ func TestRemoteWriteDuplicateWithinRequest(t *testing.T) {
 	if len(v) != 1 || v[0].Sample.V != 1 {
 		t.Errorf("got %v, want the first value, 1", v)
 	}
+}
+
+// client_golang's remote-write client (what Prometheus 3 and other
+// senders build on) speaks 2.0 to the receiver and reads its statistics.
+func TestRemoteWriteV2Client(t *testing.T) {
+	e := setup(t, ingest.Options{})
+	client, err := remoteapi.NewAPI(e.url, remoteapi.WithAPIPath("/api/v1/write"), remoteapi.WithAPINoRetryOnRateLimit())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := &writev2.Request{
+		Symbols:    []string{"", "__name__", "jobs", "kind", "x"},
+		Timeseries: []writev2.TimeSeries{{LabelsRefs: []uint32{1, 2, 3, 4}, Samples: []writev2.Sample{{Value: 3, Timestamp: ms(now)}}}},
+	}
+	stats, err := client.Write(context.Background(), remoteapi.WriteV2MessageType, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Samples != 1 {
+		t.Errorf("stats %+v", stats)
+	}
+	e.want(t, "jobs", map[string][]float64{`jobs{kind="x"}`: {3}})
 }

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -68,7 +69,8 @@ type Target struct {
 	Path string
 	// Labels are added to every scraped series (a scraped label of the
 	// same name is kept as exported_<name>) and to up and the other
-	// report series. An empty value removes the label.
+	// report series. An empty value removes the label (a scraped one is
+	// still kept as exported_<name>).
 	Labels map[string]string
 }
 
@@ -155,7 +157,8 @@ type scraper struct {
 	url    string
 	store  Appendable
 	o      *settings
-	tls    labels.Labels // target labels
+	tls    labels.Labels  // target labels
+	claim  []labels.Label // every target label, empty values too, by name
 	report [3]reportSeries
 
 	cache    map[string]*entry // by the series' bytes in the exposition
@@ -198,6 +201,10 @@ func newScraper(t Target, store Appendable, o *settings) *scraper {
 		builder: labels.NewBuilder(labels.EmptyLabels()),
 		symbols: labels.NewSymbolTable(),
 	}
+	for k, v := range t.Labels {
+		s.claim = append(s.claim, labels.Label{Name: k, Value: v})
+	}
+	slices.SortFunc(s.claim, func(a, b labels.Label) int { return strings.Compare(a.Name, b.Name) })
 	for i, name := range []string{seriesUp, seriesDuration, seriesSamples} {
 		b := labels.NewBuilder(s.tls)
 		b.Set(model.MetricNameLabel, name)
@@ -363,17 +370,18 @@ func (s *scraper) parse(contentType string) (int, error) {
 
 // targetLabels adds the target's labels to scraped ones; a scraped label
 // of the same name becomes exported_<name> (Prometheus' honor_labels:
-// false).
+// false), also when the target's value is empty: a member without a
+// version does not take the version its metrics expose.
 func (s *scraper) targetLabels(scraped labels.Labels) labels.Labels {
 	b := s.builder
 	b.Reset(scraped)
 	var conflicts []labels.Label
-	s.tls.Range(func(l labels.Label) {
+	for _, l := range s.claim {
 		if v := scraped.Get(l.Name); v != "" {
 			conflicts = append(conflicts, labels.Label{Name: l.Name, Value: v})
 		}
 		b.Set(l.Name, l.Value)
-	})
+	}
 	for _, c := range conflicts {
 		name := "exported_" + c.Name
 		for b.Get(name) != "" {

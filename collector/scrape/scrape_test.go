@@ -231,13 +231,15 @@ func cmpOr(a, b int) int {
 
 func TestTargetLabelsWin(t *testing.T) {
 	store := openStore(t)
-	e := newExposer(t, textType, `x{service="other",exported_service="older",version="",job="j"} 1`+"\n")
+	e := newExposer(t, textType, `x{service="other",exported_service="older",version="",shard="7",job="j"} 1`+"\n")
 	s := newTestScraper(t, Embedded{store}, e, Options{}, map[string]string{"service": "checkout", "instance": "i", "version": "v2", "shard": ""})
 	if rep := s.scrape(context.Background(), t0); rep.Err != nil {
 		t.Fatal(rep.Err)
 	}
+	// A target label with an empty value (shard) is absent, and still
+	// keeps the scraped one out.
 	wantLines(t, "labels", series(t, store, `x`, t0),
-		`x{exported_exported_service="other", exported_service="older", instance="i", job="j", service="checkout", version="v2"} 1`)
+		`x{exported_exported_service="other", exported_service="older", exported_shard="7", instance="i", job="j", service="checkout", version="v2"} 1`)
 }
 
 // TestStaleness: a series missing from a scrape, every series of a failed

@@ -361,9 +361,10 @@ func (s *scraper) parse(contentType string) (int, error) {
 		}
 		e.pend = s.iter
 		s.pending = append(s.pending, pendingSample{e, v})
-	}
-	if s.o.seriesLimit > 0 && len(s.pending) > s.o.seriesLimit {
-		return samples, fmt.Errorf("scrape %s: %w: %d series, limit %d", s.url, ErrSeriesLimit, len(s.pending), s.o.seriesLimit)
+		if s.o.seriesLimit > 0 && len(s.pending) > s.o.seriesLimit {
+			// Stop here: the rest of a runaway body costs memory.
+			return samples, fmt.Errorf("scrape %s: %w: more than %d series", s.url, ErrSeriesLimit, s.o.seriesLimit)
+		}
 	}
 	return samples, nil
 }
@@ -426,13 +427,16 @@ func (s *scraper) append(ctx context.Context, at time.Time, rep *Report) (err er
 	if len(s.cache) != appended { // else every cached series was appended now
 
 		for k, e := range s.cache {
-			if s.prevIter != 0 && e.seen == s.prevIter {
+			prev := s.prevIter != 0 && e.seen == s.prevIter
+			if prev {
 				if _, err := app.Append(e.ref, e.ls, ts, math.Float64frombits(value.StaleNaN)); err != nil && rejectReason(err) == "" {
 					return fmt.Errorf("scrape %s: staleness marker: %w: %w", s.url, ErrStore, err)
 				}
 				stale++
 			}
-			if rep.Err == nil && e.seen != s.iter {
+			// Keep the series stored now; after a failure, the series of
+			// the last good scrape (they may well come back).
+			if rep.Err == nil && e.seen != s.iter || rep.Err != nil && !prev {
 				delete(s.cache, k)
 			}
 		}

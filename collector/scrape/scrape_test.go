@@ -190,7 +190,7 @@ func TestScrapeFailures(t *testing.T) {
 		{name: "bad text", body: good + "d{x=} 4\n", reason: reasonParse, err: ErrParse},
 		{name: "bad value", body: "a one\n", reason: reasonParse, err: ErrParse},
 		{name: "openmetrics without EOF", contentType: omType, body: good, reason: reasonParse, err: ErrParse, msg: "EOF"},
-		{name: "series limit", body: good, opts: Options{SeriesLimit: 2}, reason: reasonSeriesLimit, err: ErrSeriesLimit, msg: "3 series, limit 2"},
+		{name: "series limit", body: good, opts: Options{SeriesLimit: 2}, reason: reasonSeriesLimit, err: ErrSeriesLimit, msg: "more than 2 series"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := openStore(t)
@@ -268,6 +268,9 @@ func TestStaleness(t *testing.T) {
 	e.set("garbage{")
 	s.scrape(ctx, at(3))
 	wantLines(t, "failed scrape", series(t, store, names, at(3)), `up{instance="i"} 0`)
+	if len(s.cache) != 3 {
+		t.Errorf("after the failure the cache holds %d series, want a, c, d", len(s.cache))
+	}
 	e.set("a 4\n")
 	s.scrape(ctx, at(4))
 	wantLines(t, "back", series(t, store, names, at(4)), `a{instance="i"} 4`, `up{instance="i"} 1`)

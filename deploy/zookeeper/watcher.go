@@ -431,41 +431,66 @@ func (w *Watcher) syncDeploy(p string, full bool) error {
 	if !ok {
 		return nil
 	}
-	data, exists, err := w.get(p, func() error { return w.syncDeploy(p, false) })
-	if err != nil {
-		return err
-	}
-	if !exists {
-		return w.remove(p)
-	}
-	if len(data) == 0 {
-		return nil // created before its data: the data watch calls again
-	}
-	rec, err := decodeDeploy(p, d.service, d.id, data)
-	if err != nil {
-		w.malformed(p, data, err)
-		return nil
-	}
-	delete(w.bad, p)
-	switch {
-	case !d.started:
-		d.started, d.rec = true, rec
-		if err := w.emit(deploy.Event{Kind: deploy.EventStarted, Deploy: rec.Deploy(), State: rec.State}); err != nil {
+	// The deploy is read without a watch first and, unless it is over,
+	// again with one: the thousands of finished deploys a tree keeps
+	// cost no watch. A finished deploy's removal is seen in its
+	// service's children; a change of state after it finished is not
+	// followed.
+	peek := true
+	for {
+		var data []byte
+		var exists bool
+		var err error
+		if peek {
+			data, _, err = w.conn.Get(p)
+			exists = err == nil
+			if errors.Is(err, zk.ErrNoNode) {
+				err = nil
+			} else if err != nil {
+				err = fmt.Errorf("read %s: %w", p, err)
+			}
+		} else {
+			data, exists, err = w.get(p, func() error { return w.syncDeploy(p, false) })
+		}
+		if err != nil {
 			return err
 		}
-		full = true
-	case rec.State != d.rec.State:
-		d.rec = rec
-		if err := w.emit(deploy.Event{Kind: deploy.EventState, Deploy: rec.Deploy(), State: rec.State}); err != nil {
-			return err
+		if !exists {
+			return w.remove(p)
 		}
-	default:
-		d.rec = rec
+		rec, derr := decodeDeploy(p, d.service, d.id, data)
+		if peek && (len(data) == 0 || derr != nil || !deploy.Finished(rec.State)) {
+			peek = false // not over: read it again with a watch
+			continue
+		}
+		if len(data) == 0 {
+			return nil // created before its data: the data watch calls again
+		}
+		if derr != nil {
+			w.malformed(p, data, derr)
+			return nil
+		}
+		delete(w.bad, p)
+		switch {
+		case !d.started:
+			d.started, d.rec = true, rec
+			if err := w.emit(deploy.Event{Kind: deploy.EventStarted, Deploy: rec.Deploy(), State: rec.State}); err != nil {
+				return err
+			}
+			full = true
+		case rec.State != d.rec.State:
+			d.rec = rec
+			if err := w.emit(deploy.Event{Kind: deploy.EventState, Deploy: rec.Deploy(), State: rec.State}); err != nil {
+				return err
+			}
+		default:
+			d.rec = rec
+		}
+		if deploy.Finished(rec.State) {
+			return nil // over: its groups and self tests no longer matter
+		}
+		return w.syncDeployChildren(p, full)
 	}
-	if deploy.Finished(rec.State) {
-		return nil // over: its groups and self tests no longer matter
-	}
-	return w.syncDeployChildren(p, full)
 }
 
 // decodeDeploy reads the deploy record at znode p, /…/service/id.

@@ -442,7 +442,15 @@ func TestWatcherOldDeploys(t *testing.T) {
 	wc.selftest("search", "live", "s-1", true)
 	h := watch(t, dial(t, addr, 0), layout)
 	h.wait("started old done", "started rev reverted", "started live running", "group live/0", "selftest live/s-1 passed=true")
-	h.still(5, 300*time.Millisecond)
+	// Finished deploys are read without a watch; their removal is seen
+	// all the same, and so is a running one's end.
+	wc.delete(layout.Deploy("checkout", "old"))
+	wc.deploy("search", "live", deploy.StateDone)
+	h.wait("removed old", "state live done")
+	wc.group("search", "live", 1)
+	wc.delete(layout.Deploy("search", "live"))
+	h.wait("removed live")
+	h.still(8, 300*time.Millisecond)
 }
 
 // TestWatcherServices: with a list of services, others are ignored and

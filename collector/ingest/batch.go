@@ -38,6 +38,8 @@ type hsample struct {
 // batch is a decoded, checked request: what one transaction appends.
 type batch struct {
 	series []labels.Labels
+	refs   []storage.SeriesRef // per series: the store's reference when known (the series cache), else 0
+	keys   []string            // per series: the series cache key to remember it under after the commit, or ""
 	floats []fsample
 	hists  []hsample
 	// skipped counts the samples of a refused request that were not
@@ -45,11 +47,22 @@ type batch struct {
 	skipped int
 }
 
+// add appends a series and returns its index.
+func (b *batch) add(ls labels.Labels) int {
+	b.series = append(b.series, ls)
+	b.refs = append(b.refs, 0)
+	b.keys = append(b.keys, "")
+	return len(b.series) - 1
+}
+
 func (b *batch) samples() int { return len(b.floats) + len(b.hists) + b.skipped }
 
 func (b *batch) reset() {
 	clear(b.series)
 	b.series = b.series[:0]
+	b.refs = b.refs[:0]
+	clear(b.keys)
+	b.keys = b.keys[:0]
 	b.floats = b.floats[:0]
 	clear(b.hists)
 	b.hists = b.hists[:0]
@@ -81,10 +94,11 @@ func tooFar(ls labels.Labels, t, maxT int64) error {
 	return fmt.Errorf("%s @%s: %w (the latest accepted is %s)", seriesString(ls), formatMillis(t), ErrTooFarAhead, formatMillis(maxT))
 }
 
-// appendTo appends the batch; the first error stops it (the caller's
-// transaction then rolls everything back).
+// appendTo appends the batch, keeping the references of its series; the
+// first error stops it (the caller's transaction then rolls everything
+// back).
 func (b *batch) appendTo(app storage.AppenderV2) error {
-	refs := make([]storage.SeriesRef, len(b.series))
+	refs := b.refs
 	for _, f := range b.floats {
 		ref, err := app.Append(refs[f.s], b.series[f.s], 0, f.t, f.v, nil, nil, storage.AOptions{})
 		if err != nil {

@@ -33,12 +33,16 @@ const (
 )
 
 func benchHandler(b *testing.B, now func() time.Time) http.Handler {
+	return benchHandlerCache(b, now, 0)
+}
+
+func benchHandlerCache(b *testing.B, now func() time.Time, cache int) http.Handler {
 	st, err := embedded.Open(embedded.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	r, err := ingest.New(st, ingest.Options{Now: now, Limits: ingest.Limits{MaxAhead: -1}})
+	r, err := ingest.New(st, ingest.Options{Now: now, Limits: ingest.Limits{MaxAhead: -1}, SeriesCacheSize: cache})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -61,9 +65,16 @@ func serve(b *testing.B, h http.Handler, header http.Header, body []byte) {
 }
 
 // Remote write 1.0 as Prometheus sends it: one time series entry per
-// sample, 2 000 samples a request, 10 000 series scraped every 15 s.
+// sample, 2 000 samples a request, 10 000 series scraped every 15 s; with
+// the series cache (after the first 10 000 samples, every series is in
+// it) and without.
 func BenchmarkRemoteWriteV1(b *testing.B) {
-	h := benchHandler(b, time.Now)
+	b.Run("cache", func(b *testing.B) { benchRemoteWriteV1(b, 0) })
+	b.Run("nocache", func(b *testing.B) { benchRemoteWriteV1(b, -1) })
+}
+
+func benchRemoteWriteV1(b *testing.B, cache int) {
+	h := benchHandlerCache(b, time.Now, cache)
 	t0 := time.Now().Add(-24 * time.Hour).UnixMilli()
 	var req prompb.WriteRequest
 	for i := range benchPerBody {

@@ -30,6 +30,8 @@ import (
 type Storage interface {
 	// Update runs fn with an appender and commits what it appended when
 	// fn returns nil, or rolls all of it back when fn returns an error.
+	// A series reference the appender returned must name the same series
+	// (or none) for the storage's life: the receiver passes it back.
 	Update(ctx context.Context, fn func(app storage.AppenderV2) error) error
 }
 
@@ -116,6 +118,12 @@ type Options struct {
 	// Now is the clock: the time of pushed samples without a timestamp,
 	// and the reference of Limits.MaxAhead. Default time.Now.
 	Now func() time.Time
+	// SeriesCacheSize is the number of remote-write series whose checked
+	// labels and store reference the receiver remembers (a series sent
+	// again skips decoding, checks and lookup): default
+	// DefaultSeriesCacheSize, negative for none. About 200 bytes a
+	// series, plus its labels.
+	SeriesCacheSize int
 	// Logger receives a line per refused request (never a token);
 	// nil discards.
 	Logger *slog.Logger
@@ -134,6 +142,7 @@ type Receiver struct {
 	now    func() time.Time
 	log    *slog.Logger
 	m      *metrics
+	cache  *seriesCache // nil: none
 }
 
 // New returns a Receiver that appends into st.
@@ -151,6 +160,7 @@ func New(st Storage, opts Options) (*Receiver, error) {
 		token:  token,
 		now:    opts.Now,
 		log:    opts.Logger,
+		cache:  newSeriesCache(opts.SeriesCacheSize),
 	}
 	if r.now == nil {
 		r.now = time.Now

@@ -151,8 +151,7 @@ func (p *pushParser) series() (int, error) {
 			return s, nil
 		}
 	}
-	s := len(p.b.series)
-	p.b.series = append(p.b.series, ls)
+	s := p.b.add(ls)
 	p.index[h] = append(p.index[h], s)
 	return s, nil
 }

@@ -132,6 +132,9 @@ func (r *Receiver) serveWrite(w http.ResponseWriter, req *http.Request) {
 	o.err = r.st.Update(req.Context(), func(app storage.AppenderV2) error { return b.appendTo(app) })
 	if o.err == nil {
 		stats = [2]int{len(b.floats), len(b.hists)}
+		if r.cache != nil {
+			r.cache.put(b)
+		}
 	}
 }
 
@@ -156,8 +159,7 @@ func (r *Receiver) decodeV1(data []byte, b *batch) error {
 			c.add(l.Name, l.Value)
 		}
 		ls, err := c.labels()
-		s := len(b.series)
-		b.series = append(b.series, ls)
+		s := b.add(ls)
 		for _, p := range ts.Samples {
 			b.floats = append(b.floats, fsample{s: s, t: p.Timestamp, v: p.Value})
 		}
@@ -214,8 +216,7 @@ func (r *Receiver) decodeV2(data []byte, b *batch) error {
 			c.add(req.Symbols[n], req.Symbols[v])
 		}
 		ls, err := c.labels()
-		s := len(b.series)
-		b.series = append(b.series, ls)
+		s := b.add(ls)
 		for _, p := range ts.Samples {
 			b.floats = append(b.floats, fsample{s: s, t: p.Timestamp, v: p.Value})
 		}

@@ -24,6 +24,12 @@ var errFallback = errors.New("request for the generated decoder")
 // gives errFallback (the generated decoder handles those).
 func (r *Receiver) decodeV1Wire(data []byte, b *batch) error {
 	c := labelChecker{l: &r.limits}
+	var cache map[string]cached
+	if r.cache != nil {
+		r.cache.mu.RLock()
+		defer r.cache.mu.RUnlock()
+		cache = r.cache.m
+	}
 	var firstErr error
 	for i := 0; len(data) > 0; {
 		num, typ, n := protowire.ConsumeTag(data)
@@ -59,7 +65,7 @@ func (r *Receiver) decodeV1Wire(data []byte, b *batch) error {
 			return wireErr(protowire.ParseError(n))
 		}
 		data = data[n:]
-		if err := r.decodeSeries(ts, &c, b); err != nil {
+		if err := r.decodeSeries(ts, &c, b, cache); err != nil {
 			if errors.Is(err, errFallback) || errors.Is(err, ErrParse) {
 				return err
 			}
@@ -74,12 +80,29 @@ func (r *Receiver) decodeV1Wire(data []byte, b *batch) error {
 	return firstErr
 }
 
-// decodeSeries decodes one TimeSeries message.
-func (r *Receiver) decodeSeries(data []byte, c *labelChecker, b *batch) error {
-	c.reset()
+// decodeSeries decodes one TimeSeries message. A series whose label
+// fields come first and are in the cache (the same bytes as a series
+// stored before) takes the cached label set and reference: its labels are
+// neither decoded nor checked again.
+func (r *Receiver) decodeSeries(data []byte, c *labelChecker, b *batch, cache map[string]cached) error {
 	s := len(b.series)
 	first := len(b.floats)
-	for rest := data; len(rest) > 0; {
+	span := labelSpan(data)
+	var hit cached
+	rest := data
+	if cache != nil && span > 0 {
+		var ok bool
+		if hit, ok = cache[string(data[:span])]; ok {
+			rest = data[span:]
+		}
+	}
+	hitting := len(rest) < len(data)
+	if !hitting {
+		c.reset()
+	}
+	others := false // a field other than a label seen
+	contiguous := true
+	for len(rest) > 0 {
 		num, typ, n := protowire.ConsumeTag(rest)
 		if n < 0 {
 			return wireErr(protowire.ParseError(n))
@@ -91,6 +114,9 @@ func (r *Receiver) decodeSeries(data []byte, c *labelChecker, b *batch) error {
 		rest = rest[n:]
 		if num >= 1 && num <= 4 && typ != protowire.BytesType {
 			return wrongType(num, typ)
+		}
+		if num != 1 {
+			others = true
 		}
 		if typ != protowire.BytesType {
 			n = protowire.ConsumeFieldValue(num, typ, rest)
@@ -107,6 +133,15 @@ func (r *Receiver) decodeSeries(data []byte, c *labelChecker, b *batch) error {
 		rest = rest[n:]
 		switch num {
 		case 1: // Label
+			if hitting {
+				// More labels after the samples: the cached set is
+				// not the whole of them.
+				b.floats = b.floats[:first]
+				return r.decodeSeries(data, c, b, nil)
+			}
+			if others {
+				contiguous = false
+			}
 			name, value, err := decodeLabel(msg)
 			if err != nil {
 				return err
@@ -128,9 +163,35 @@ func (r *Receiver) decodeSeries(data []byte, c *labelChecker, b *batch) error {
 			return errFallback
 		}
 	}
+	if hitting {
+		b.add(hit.ls)
+		b.refs[s] = hit.ref
+		return nil
+	}
 	ls, err := c.labels()
-	b.series = append(b.series, ls)
+	b.add(ls)
+	if err == nil && cache != nil && contiguous && span > 0 {
+		b.keys[s] = string(data[:span])
+	}
 	return err
+}
+
+// labelSpan is the length of the label fields at the start of a
+// TimeSeries message (0 when it cannot tell).
+func labelSpan(data []byte) int {
+	off := 0
+	for off < len(data) {
+		num, typ, n := protowire.ConsumeTag(data[off:])
+		if n < 0 || num != 1 || typ != protowire.BytesType {
+			break
+		}
+		m := protowire.ConsumeFieldValue(num, typ, data[off+n:])
+		if m < 0 {
+			return 0
+		}
+		off += n + m
+	}
+	return off
 }
 
 func decodeLabel(data []byte) (name, value string, err error) {

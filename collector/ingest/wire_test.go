@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/prompb"
+	"github.com/prometheus/prometheus/storage"
 )
 
 func seedRequests() []*prompb.WriteRequest {
@@ -56,6 +57,34 @@ func decodeBoth(t *testing.T, data []byte) {
 		g, w := gogo.floats[i], wire.floats[i]
 		if g.s != w.s || g.t != w.t || math.Float64bits(g.v) != math.Float64bits(w.v) {
 			t.Fatalf("sample %d: %+v vs %+v", i, g, w)
+		}
+	}
+
+	// Again through the series cache, filled from the first decoding:
+	// the same batch, with the cached references.
+	r.cache = newSeriesCache(0)
+	for i := range wire.refs {
+		wire.refs[i] = storage.SeriesRef(i + 1)
+	}
+	r.cache.put(&wire)
+	var again batch
+	if err := r.decodeV1Wire(data, &again); err != nil {
+		t.Fatalf("through the cache: %v", err)
+	}
+	if len(again.series) != len(gogo.series) || len(again.floats) != len(gogo.floats) {
+		t.Fatalf("through the cache: %d series %d samples, want %d %d", len(again.series), len(again.floats), len(gogo.series), len(gogo.floats))
+	}
+	for i := range gogo.series {
+		if !labels.Equal(gogo.series[i], again.series[i]) {
+			t.Fatalf("through the cache, series %d: %s vs %s", i, gogo.series[i], again.series[i])
+		}
+		if ref := again.refs[i]; ref != 0 && (int(ref) < 1 || !labels.Equal(wire.series[ref-1], again.series[i])) {
+			t.Fatalf("series %d: cached reference %d of another series", i, ref)
+		}
+	}
+	for i := range gogo.floats {
+		if g, w := gogo.floats[i], again.floats[i]; g.s != w.s || g.t != w.t || math.Float64bits(g.v) != math.Float64bits(w.v) {
+			t.Fatalf("through the cache, sample %d: %+v vs %+v", i, g, w)
 		}
 	}
 }

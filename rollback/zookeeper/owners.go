@@ -145,6 +145,58 @@ func (o *Owners) Acquire(ctx context.Context, deployID string) (rollback.Lease, 
 }
 
 func (o *Owners) acquire(ctx context.Context, deployID string) (*Lease, error) {
+	l, err := o.acquireOnce(ctx, deployID)
+	if errors.Is(err, rollback.ErrOwned) && o.reclaim(ctx, deployID) {
+		// The owner znode was this session's own, left by a lease given
+		// up as lost while the session lived on (the server came back
+		// in time): it is gone now, try again.
+		return o.acquireOnce(ctx, deployID)
+	}
+	return l, err
+}
+
+// reclaim deletes the deploy's owner znode and its fence when they belong
+// to this connection's current session but to no live lease of this
+// instance, and reports whether it did.
+func (o *Owners) reclaim(ctx context.Context, deployID string) bool {
+	o.mu.Lock()
+	if l, ok := o.leases[deployID]; ok && l.live() {
+		o.mu.Unlock()
+		return false
+	}
+	o.mu.Unlock()
+	ownerPath := o.opts.Layout.Owner(deployID)
+	var (
+		data []byte
+		st   *zk.Stat
+	)
+	if err := call(ctx, func() (err error) { data, st, err = o.conn.Get(ownerPath); return err }); err != nil {
+		return false
+	}
+	_, sid, _ := o.conn.Session()
+	if st == nil || sid == 0 || st.EphemeralOwner != sid {
+		return false
+	}
+	var od ownerData
+	_ = json.Unmarshal(data, &od)
+	if od.Fence != "" {
+		_ = call(ctx, func() error {
+			err := o.conn.Delete(od.Fence, -1)
+			if errors.Is(err, zk.ErrNoNode) {
+				return nil
+			}
+			return err
+		})
+	}
+	err := call(ctx, func() error { return o.conn.Delete(ownerPath, st.Version) })
+	if err != nil && !errors.Is(err, zk.ErrNoNode) {
+		return false
+	}
+	o.log.Info("ownership: stale owner znode of this session removed", "deploy", deployID, "instance", o.opts.Instance)
+	return true
+}
+
+func (o *Owners) acquireOnce(ctx context.Context, deployID string) (*Lease, error) {
 	if !deploy.ValidName(deployID) {
 		return nil, fmt.Errorf("acquire deploy %q: %w: not a valid deploy id", deployID, rollback.ErrBadRequest)
 	}

@@ -694,3 +694,41 @@ func TestOwnerZnodeDeleted(t *testing.T) {
 		t.Fatal("written")
 	}
 }
+
+// TestRetakeAfterLostOverRestart: a lease given up as lost during a server
+// outage longer than lost_after, while the session itself survives (the
+// server came back within the session timeout), leaves the owner znode to
+// the same session; Wait must take the deploy again rather than wait for
+// that znode, which only its own session could remove.
+func TestRetakeAfterLostOverRestart(t *testing.T) {
+	srv := zktest.Start(t)
+	root := zktest.Root(t)
+	ctx := testCtx(t, 60*time.Second)
+	m := newManager(t, srv.Addr(), root)
+	a := newInstance(t, "immune-a", root, zkconn.Config{Servers: []string{srv.Addr()}, SessionTimeout: 20 * time.Second}, time.Second)
+	d := rollbacktest.Deploy(t, 1)
+	m.announce(t, d)
+	lease, err := a.owners.Acquire(ctx, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	select {
+	case <-lease.Lost():
+	case <-ctx.Done():
+		t.Fatal("the lease was not given up after lost_after without a session")
+	}
+	srv.Restart()
+	again, err := a.owners.Wait(ctx, d.ID)
+	if err != nil {
+		t.Fatalf("Wait after the outage: %v", err)
+	}
+	res, err := a.decide(ctx, t, d)
+	if err != nil || !res.Reverted {
+		t.Fatalf("revert with the lease taken again: %+v %v", res, err)
+	}
+	if n, _ := m.reverts(t, d); n != 1 {
+		t.Fatalf("%d reverts, want 1", n)
+	}
+	_ = again
+}

@@ -345,12 +345,25 @@ func (s *Supervisor) note(ctx context.Context, ev annotator.Event, log *slog.Log
 // run is the life of one deploy's analysis.
 func (s *Supervisor) run(ctx context.Context, t *tracked) {
 	d := t.rec.Deploy
-	f := t.rec.File
 	log := s.log.With("deploy", d.ID, "service", d.Service, "version", d.Version)
 
-	if s.decidedBefore(t) {
-		return
+	for {
+		if s.decidedBefore(t) {
+			return
+		}
+		if !s.runOwned(ctx, t, log) || ctx.Err() != nil {
+			return
+		}
+		// The ownership was lost (session expired): wait to own the
+		// deploy again, or for another instance to decide it.
 	}
+}
+
+// runOwned runs the analysis while this instance owns the deploy. It
+// returns true when the ownership was lost before the analysis ended.
+func (s *Supervisor) runOwned(ctx context.Context, t *tracked, log *slog.Logger) (lost bool) {
+	d := t.rec.Deploy
+	f := t.rec.File
 	var lease rollback.Lease
 	if s.o.Ownership != nil {
 		l, err := s.o.Ownership.Wait(ctx, d.ID)
@@ -358,7 +371,7 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 			if ctx.Err() == nil {
 				log.Error("ownership", "err", err)
 			}
-			return
+			return false
 		}
 		lease = l
 		defer func() {
@@ -367,12 +380,12 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 			_ = lease.Release(ctx)
 		}()
 		if s.decidedBefore(t) {
-			return
+			return false
 		}
 	}
-	var lost <-chan struct{}
+	var lostc <-chan struct{}
 	if lease != nil {
-		lost = lease.Lost()
+		lostc = lease.Lost()
 	}
 	s.update(d.ID, func(r *Record) { r.State, r.Owner = StateRunning, true })
 	s.m.active.Inc()
@@ -388,14 +401,14 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 		wait := w.Due().Sub(s.o.Now())
 		select {
 		case <-ctx.Done():
-			return
-		case <-lost:
-			log.Warn("ownership lost: another instance takes the analysis over")
+			return false
+		case <-lostc:
+			log.Warn("ownership lost: this instance or another takes the analysis over")
 			s.update(d.ID, func(r *Record) { r.State, r.Owner = StateWaiting, false })
-			return
+			return true
 		case sig := <-t.signals:
 			s.failNow(ctx, t, lease, sig, log)
-			return
+			return false
 		case <-s.o.After(max(wait, 0)):
 		}
 		start := time.Now()
@@ -403,12 +416,12 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 		s.m.duration.Observe(time.Since(start).Seconds())
 		if err != nil {
 			if ctx.Err() != nil {
-				return
+				return false
 			}
 			log.Error("analysis stopped", "err", err)
 			s.update(d.ID, func(r *Record) { r.LastError = err.Error() })
 			s.finish(ctx, t, lease, w.Decision, log)
-			return
+			return false
 		}
 		if !judged {
 			s.m.lookFailures.Inc()
@@ -434,9 +447,10 @@ func (s *Supervisor) run(ctx context.Context, t *tracked) {
 		s.gate(ctx, t, lease, dec, w, gates, log)
 		if w.Done() {
 			s.finish(ctx, t, lease, dec, log)
-			return
+			return false
 		}
 	}
+	return false
 }
 
 // gate publishes, for the newest started group, proceed once it has been
@@ -477,6 +491,12 @@ func (s *Supervisor) publish(ctx context.Context, t *tracked, lease rollback.Lea
 	gv := deploy.GroupVerdict{Group: group, Decision: decision, Verdict: verdict, At: at}
 	var all []deploy.GroupVerdict
 	s.update(d.ID, func(r *Record) {
+		for _, g := range r.Gates {
+			if g.Group == group && g.Decision == decision {
+				all = slices.Clone(r.Gates)
+				return // published before this instance's ownership was lost
+			}
+		}
 		r.Gates = append(r.Gates, gv)
 		all = slices.Clone(r.Gates)
 	})

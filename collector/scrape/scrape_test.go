@@ -343,7 +343,7 @@ func TestManager(t *testing.T) {
 	a := newExposer(t, textType, "m 1\n")
 	b := newExposer(t, omType, "m 2\n# EOF\n")
 	reg := prometheus.NewPedanticRegistry()
-	mgr, err := NewManager(Embedded{store}, Options{Interval: 50 * time.Millisecond, Registerer: reg})
+	mgr, err := NewManager(Embedded{store}, Options{Interval: 200 * time.Millisecond, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -369,7 +369,7 @@ func TestManager(t *testing.T) {
 	if got := testutil.ToFloat64(mgr.o.metrics.targets); got != 2 {
 		t.Errorf("immune_scrape_targets %v, want 2", got)
 	}
-	wantLines(t, "scraped", series(t, store, `m`, time.Now()),
+	eventuallyLines(t, "scraped", func() []string { return series(t, store, `m`, time.Now()) },
 		fmt.Sprintf(`m{instance="%s", service="s"} 1`, a.address()),
 		fmt.Sprintf(`m{instance="%s", service="s"} 2`, b.address()))
 
@@ -390,6 +390,25 @@ immune_scrape_targets 1
 	if n, err := testutil.GatherAndCount(reg, "immune_scrape_attempts_total", "immune_scrape_duration_seconds",
 		"immune_scrape_failures_total", "immune_scrape_samples_appended_total", "immune_scrape_stale_markers_total"); err != nil || n != 11 {
 		t.Errorf("%d self-metric series (%v), want 11", n, err)
+	}
+}
+
+// eventuallyLines waits until get returns want (sorted): a loop's
+// latest scrape may have failed on a loaded machine (its series are then
+// stale until the next one).
+func eventuallyLines(t *testing.T, what string, get func() []string, want ...string) {
+	t.Helper()
+	slices.Sort(want)
+	var got []string
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if got = get(); slices.Equal(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s, within 20s:\ngot  %q\nwant %q", what, got, want)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

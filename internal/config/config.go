@@ -249,6 +249,8 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 	}
 	c.Defaults()
+	// Paths in a file are relative to its directory.
+	c.DataDir = c.Resolve(c.DataDir)
 	errs = append(errs, c.validate()...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -92,3 +92,16 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestExamples: the example configs of the docs parse.
+func TestExamples(t *testing.T) {
+	for _, f := range []string{"../../examples/immune.yaml", "../../examples/immune-shop.yaml"} {
+		c, err := Load(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Rollback.Trigger == "shadow" {
+			t.Errorf("%s: the example chooses no trigger", f)
+		}
+	}
+}

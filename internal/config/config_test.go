@@ -95,7 +95,7 @@ func FuzzParse(f *testing.F) {
 
 // TestExamples: the example configs of the docs parse.
 func TestExamples(t *testing.T) {
-	for _, f := range []string{"../../examples/immune.yaml", "../../examples/immune-shop.yaml"} {
+	for _, f := range []string{"../../examples/config/immune.yaml", "../../examples/config/immune-shop.yaml"} {
 		c, err := Load(f)
 		if err != nil {
 			t.Fatal(err)

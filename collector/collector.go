@@ -11,6 +11,10 @@
 //   - load: history loaders (CSV, Prometheus/OpenMetrics text with
 //     timestamps) that write into the embedded store.
 //
+// Live ingestion into the embedded store: scrape (targets, static or
+// announced in ZooKeeper), ingest (remote-write and push over HTTP); and
+// queryapi serves the embedded store through Prometheus's HTTP query API.
+//
 // sourcetest holds the acceptance suite every Source passes. The package
 // decides nothing: it neither judges numbers nor retries a failed analysis.
 package collector

@@ -85,7 +85,11 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	defer func() {
+		// No delivery after Stop returns: closing ends the goroutine below.
+		signal.Stop(hup)
+		close(hup)
+	}()
 	reload := make(chan struct{}, 1)
 	go func() {
 		for range hup {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -68,6 +69,7 @@ type e2e struct {
 	fleet    *sim.Fleet
 	mgr      *sim.Manager
 	imm      *server
+	base     string // immune's URL
 	stop     func()
 }
 
@@ -158,6 +160,18 @@ scrape_configs:
 		t.Fatalf("revert znode: %+v", rr)
 	}
 	e.grafana.want(t, "deploy:e2e-bad", "verdict:fail", "kpi:conversion")
+
+	// The same annotations in immune's own store, and the report page.
+	waitFor(t, func() bool {
+		body := e.get("/api/v1/annotations?tags=deploy:e2e-bad&tags=verdict:fail&tags=kpi:conversion")
+		return strings.Contains(body, `"deploy:e2e-bad"`)
+	}, "the built-in store's annotation of e2e-bad")
+	page := e.get("/deploys/e2e-bad")
+	for _, want := range []string{"fail", "critical KPI conversion", "<svg"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the report page of e2e-bad lacks %q", want)
+		}
+	}
 
 	// A restart of immune forgets nothing and reverts nothing again.
 	e.restart(ctx)
@@ -260,6 +274,7 @@ analysis:
 	done := make(chan error, 1)
 	go func() { done <- imm.Run(rctx, ln, nil) }()
 	e.imm = imm
+	e.base = "http://" + ln.Addr().String()
 	e.stop = func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -356,6 +371,25 @@ func (e *e2e) stopPrometheus() {
 	if _, err := http.Get(e.promURL + "/-/ready"); err == nil {
 		e.t.Fatal("Prometheus still answers after its stop")
 	}
+}
+
+// get returns the body of a GET on immune, failing the test on an error
+// or a status other than 200.
+func (e *e2e) get(path string) string {
+	e.t.Helper()
+	resp, err := http.Get(e.base + path)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	if _, err := io.Copy(&b, resp.Body); err != nil {
+		e.t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		e.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b.String())
+	}
+	return b.String()
 }
 
 // startPrometheus starts a Prometheus of the test's own through

@@ -209,7 +209,8 @@ func (w writer) put(p string, v any) {
 			return
 		}
 		if !errors.Is(err, zk.ErrNoServer) && !errors.Is(err, zk.ErrConnectionClosed) && !errors.Is(err, zk.ErrSessionMoved) || time.Now().After(deadline) {
-			w.t.Fatal(err)
+			state, id, gen := w.c.Session()
+			w.t.Fatalf("%v (writer's session: state %v, id %x, generation %d, library state %v)", err, state, id, gen, w.c.State())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -512,8 +513,10 @@ func TestWatcherServerRestart(t *testing.T) {
 	wc.deploy("checkout", "d1", deploy.StateRunning)
 	wc.group("checkout", "d1", 0)
 	h.wait("started d1 running", "group d1/0")
+	// No pause between the two: while the port is free another test's
+	// server can take it (zktest picks ports at random), and our clients
+	// would then talk to a stranger that refuses their sessions.
 	srv.Stop()
-	time.Sleep(time.Second)
 	srv.Restart()
 	wc.group("checkout", "d1", 1)
 	wc.deploy("checkout", "d2", deploy.StateRunning)

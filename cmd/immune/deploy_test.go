@@ -60,7 +60,7 @@ func TestDeployStartAndGroup(t *testing.T) {
 	}{
 		{[]string{"start", "--url", url, "--service", "checkout", "--version", "v2", "--previous-version", "v1", "--id", "d1", "--groups", "1,2,4", "--commit", "abc123", "--author", "ana"}, 0, "d1\n", ""},
 		{[]string{"start", "--url", url, "--service", "checkout", "--version", "v2", "--previous-version", "v1", "--id", "d1", "--groups", "1,2,4", "--commit", "abc123", "--author", "ana"}, 0, "d1\n", ""},
-		{[]string{"start", "--url", url, "--service", "checkout", "--version", "v3", "--id", "d1"}, 1, "", "HTTP 409: deploy d1 exists with different content"},
+		{[]string{"start", "--url", url, "--service", "checkout", "--version", "v3", "--id", "d1"}, 1, "", "HTTP 409: conflicting record: deploy d1 exists with different content"},
 		{[]string{"start", "--url", url, "--service", "search", "--version", "v7"}, 0, "search-", ""},
 		{[]string{"start", "--url", url, "--service", "search", "--version", "v7", "--json", "--started-at", "2026-11-25T12:00:00Z"}, 0, `"started_at": "2026-11-25T12:00:00Z"`, ""},
 		{[]string{"start", "--url", url, "--version", "v2"}, 2, "", "--service and --version are required"},

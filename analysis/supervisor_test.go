@@ -104,7 +104,7 @@ func openAudit(t *testing.T, path string) *audit.Log {
 func supervise(t *testing.T, src collector.Source, f *rules.File, start time.Time, o SupervisorOptions, body func(s *Supervisor)) {
 	t.Helper()
 	synctest.Test(t, func(t *testing.T) {
-		offset := start.Sub(time.Now())
+		offset := time.Until(start)
 		o.Source, o.Rules = src, oneRules{f}
 		o.Now = func() time.Time { return time.Now().Add(offset) }
 		s, err := NewSupervisor(o)

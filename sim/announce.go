@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/immune-project/immune/internal/zk"
 
 	"github.com/immune-project/immune/deploy"
 	"github.com/immune-project/immune/internal/zkconn"

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/immune-project/immune/internal/zk"
 
 	"github.com/immune-project/immune/deploy"
 	"github.com/immune-project/immune/internal/zkconn"

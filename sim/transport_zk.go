@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/immune-project/immune/internal/zk"
 
 	"github.com/immune-project/immune/deploy"
 	"github.com/immune-project/immune/internal/zkconn"

@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/immune-project/immune/internal/zk"
 
 	"github.com/immune-project/immune/analysis"
 	"github.com/immune-project/immune/deploy"
@@ -70,7 +70,10 @@ type e2e struct {
 	mgr      *sim.Manager
 	imm      *server
 	base     string // immune's URL
-	stop     func()
+	// restartMu is held while immune restarts, so that deploy waits
+	// for the new process.
+	restartMu sync.Mutex
+	stop      func()
 }
 
 func TestEndToEnd(t *testing.T) {
@@ -202,6 +205,20 @@ scrape_configs:
 		t.Fatalf("revert znode after the restart: version %v, %v", st, err)
 	}
 
+	// immune restarted mid-analysis: the new process takes the deploy up
+	// again from ZooKeeper and the store, and reaches the verdict.
+	go func() {
+		time.Sleep(5 * time.Second)
+		t.Log("restarting immune")
+		e.restartMu.Lock()
+		e.restart(ctx)
+		e.restartMu.Unlock()
+	}()
+	rd := e.deploy(ctx, "e2e-restart", "v3", "v2", deploy.StateDone)
+	if rd.Verdict != "pass" || rd.Revert != nil {
+		t.Fatalf("immune restarted mid-analysis: verdict %q revert %+v: %s", rd.Verdict, rd.Revert, rd.Reason)
+	}
+
 	// ZooKeeper stopped and restarted mid-analysis of a harmless deploy:
 	// the analysis goes on, the verdict is pass, nothing is reverted.
 	go func() {
@@ -212,7 +229,7 @@ scrape_configs:
 		t.Log("restarting ZooKeeper")
 		e.zk.Restart()
 	}()
-	zkd := e.deploy(ctx, "e2e-zk", "v3", "v2", "")
+	zkd := e.deploy(ctx, "e2e-zk", "v4", "v3", "")
 	if zkd.Verdict != "pass" || zkd.Revert != nil {
 		t.Fatalf("ZooKeeper restarted mid-analysis: verdict %q revert %+v: %s", zkd.Verdict, zkd.Revert, zkd.Reason)
 	}
@@ -221,7 +238,7 @@ scrape_configs:
 	// Prometheus gone mid-analysis: looks are skipped, never judged; the
 	// verdict is inconclusive and nothing is reverted.
 	e.stopPrometheus()
-	pd := e.deploy(ctx, "e2e-noprom", "v2-bad", "v3", "")
+	pd := e.deploy(ctx, "e2e-noprom", "v2-bad", "v4", "")
 	if pd.Verdict != "inconclusive" || pd.Revert != nil {
 		t.Fatalf("Prometheus down: verdict %q revert %+v: %s", pd.Verdict, pd.Revert, pd.Reason)
 	}
@@ -323,20 +340,21 @@ func (e *e2e) deploy(ctx context.Context, id, version, prev, wantState string) a
 	}
 	wctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
+	var r analysis.Record
 	for {
-		if _, ok := e.imm.sup.Lookup(id); ok {
+		e.restartMu.Lock()
+		rec, ok := e.imm.sup.Lookup(id)
+		e.restartMu.Unlock()
+		if ok && rec.State == analysis.StateDecided {
+			r = rec
 			break
 		}
 		select {
 		case <-wctx.Done():
-			t.Fatalf("immune never saw deploy %s", id)
+			t.Fatalf("no verdict for deploy %s within 90 s (record %+v)", id, rec)
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	if err := e.imm.sup.Wait(wctx, id); err != nil {
-		t.Fatalf("verdict of %s: %v", id, err)
-	}
-	r, _ := e.imm.sup.Lookup(id)
 	t.Logf("%s: %s: %s", id, r.Verdict, strings.Join(r.Explanation, " | "))
 	return r
 }

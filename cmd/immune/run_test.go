@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -187,5 +186,5 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	t.Fatal(fmt.Sprintf("timed out waiting for %s", what))
+	t.Fatalf("timed out waiting for %s", what)
 }

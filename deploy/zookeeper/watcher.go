@@ -24,7 +24,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/immune-project/immune/internal/zk"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/immune-project/immune/deploy"

@@ -23,7 +23,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/immune-project/immune/internal/zk"
 )
 
 // Config says how to reach ZooKeeper.

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/immune-project/immune/internal/zk"
 	"go.uber.org/goleak"
 
 	"github.com/immune-project/immune/internal/zkconn"

@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/go-zookeeper/zk"
+	"github.com/immune-project/immune/internal/zk"
 
 	"github.com/immune-project/immune/deploy"
 	"github.com/immune-project/immune/rollback"

@@ -37,7 +37,7 @@ The whole story on one machine, nothing to install: a fleet of 8 simulated
 checkout instances serving real /metrics over HTTP, scraped by immune; a
 deployment manager rolling out a good version in exponential groups (1, 2,
 4, 1), which immune lets through group by group and passes, then a bad one
-whose conversion drops by 30%, which immune catches in its first group and
+whose conversion drops by 30%, which immune catches in its first groups and
 reverts through the webhook trigger, the same revert path a real pipeline
 exposes. A live timeline is printed with immune's verdict sentences; the
 on-call pages are served at the printed URL. It ends with a summary after

@@ -252,3 +252,50 @@ func TestCalibrateInPhase(t *testing.T) {
 		t.Errorf("fallback: period %d, %d placebos", all.Period, all.N())
 	}
 }
+
+// TestIIDMaximaNull: the simulated null of the statistic (uniform values)
+// holds for other continuous i.i.d. data: normal windows exceed its 95th
+// percentile about 5% of the time.
+func TestIIDMaximaNull(t *testing.T) {
+	const lookback, window, n = 48, 24, 4000
+	null := IIDMaxima(lookback, window, Decrease)
+	if len(null) != IIDSimulations {
+		t.Fatalf("%d simulated maxima, want %d", len(null), IIDSimulations)
+	}
+	q := null[int(0.95*float64(len(null)))]
+	r := rand.New(rand.NewPCG(99, 1))
+	base := make([]float64, lookback)
+	canary := make([]float64, window)
+	over := 0
+	for range n {
+		for i := range base {
+			base[i] = 100 + 5*r.NormFloat64()
+		}
+		for i := range canary {
+			canary[i] = 100 + 5*r.NormFloat64()
+		}
+		if Statistic(base, canary, Decrease) > q {
+			over++
+		}
+	}
+	// Binomial(4000, 0.05): mean 200, sd 13.8.
+	if over < 150 || over > 250 {
+		t.Fatalf("%d of %d normal windows over the uniform null's 95th percentile, want about 200", over, n)
+	}
+	if again := IIDMaxima(lookback, window, Decrease); &again[0] != &null[0] {
+		t.Error("IIDMaxima is not cached")
+	}
+}
+
+// TestPNotBelowIID: placebos quieter than independent data do not make
+// the p-value smaller than independent data would.
+func TestPNotBelowIID(t *testing.T) {
+	c := Calibration{Lookback: 48, Window: 24, IID: IIDMaxima(48, 24, Increase)}
+	for i := range 999 {
+		c.Maxima = append(c.Maxima, -10+float64(i)*1e-3) // far below any real maximum
+	}
+	m := c.IID[len(c.IID)/2] // the median of the i.i.d. maxima
+	if p := c.P(m); p < 0.45 || p > 0.55 {
+		t.Fatalf("P = %v at the i.i.d. median, want about 0.5 (the conformal p alone is %v)", p, 1/1000.0)
+	}
+}

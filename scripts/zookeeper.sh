@@ -47,6 +47,24 @@ serving() {
   [[ $reply == *Mode:* ]]
 }
 
+# Ports stay reserved for a data directory between a stop and a restart
+# (zktest's Restart): a reservation names its directory and lapses when
+# the directory is gone, so another server started meanwhile does not take
+# the port of one that is only stopped.
+PORTS_DIR=${TMPDIR:-/tmp}/immune-zookeeper-ports
+
+reserved() {
+  local f="$PORTS_DIR/$1" d
+  [[ -f $f ]] || return 1
+  d=$(cat "$f" 2>/dev/null) || return 1
+  [[ -d $d && $d != "$ZK_DIR" ]]
+}
+
+reserve() {
+  mkdir -p "$PORTS_DIR" 2>/dev/null || return 0
+  printf '%s' "$ZK_DIR" >"$PORTS_DIR/$1" 2>/dev/null || true
+}
+
 have_server() {
   command -v "$JAVA" >/dev/null 2>&1 || return 1
   local jar=${CLASSPATH_ZK##*:}
@@ -72,7 +90,9 @@ start_server() {
     else
       port=$((20000 + RANDOM % 40000))
       port_free "$port" || continue
+      reserved "$port" && continue
     fi
+    reserve "$port"
     printf 'tickTime=500\ninitLimit=10\nsyncLimit=5\nminSessionTimeout=1000\nmaxSessionTimeout=60000\ndataDir=%s\nclientPort=%s\nclientPortAddress=127.0.0.1\nadmin.enableServer=false\n4lw.commands.whitelist=ruok,srvr,stat\n' \
       "$ZK_DIR/data" "$port" >"$ZK_DIR/zoo.cfg"
     # setsid: the server outlives this script (start) and is not hit by

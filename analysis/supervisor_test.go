@@ -2,7 +2,9 @@ package analysis
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -246,4 +248,36 @@ func TestSupervisorNoRules(t *testing.T) {
 			t.Fatalf("state %q verdict %q", r.State, r.Verdict)
 		}
 	})
+}
+
+// TestSupervisorAlert: with AlertsRevert, a firing alert of the service
+// during the window fails and reverts the deploy; without, nothing.
+func TestSupervisorAlert(t *testing.T) {
+	from := t0.Add(-24 * time.Hour)
+	f := parseRules(t, beforeRules)
+	src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, 0), "__name__", "conversion"))
+	for _, revert := range []bool{true, false} {
+		t.Run(fmt.Sprint(revert), func(t *testing.T) {
+			d := deploy.Deploy{ID: "d4", Service: "checkout", Version: "v2", Time: t0}
+			rev := &fakeTrigger{}
+			supervise(t, src, f, t0, SupervisorOptions{Trigger: rev, AlertsRevert: revert}, func(s *Supervisor) {
+				s.Start(d)
+				time.Sleep(12 * time.Minute)
+				s.Alert("other", "HighErrorRate", "f1", t0.Add(11*time.Minute)) // another service
+				s.Alert("checkout", "HighErrorRate", "f2", t0.Add(-time.Hour))  // before the deploy
+				s.Alert("checkout", "HighErrorRate", "f3", t0.Add(11*time.Minute))
+				if err := s.Wait(context.Background(), d.ID); err != nil {
+					t.Fatal(err)
+				}
+				r, _ := s.Lookup(d.ID)
+				if revert {
+					if r.Verdict != "fail" || rev.count() != 1 || !strings.Contains(r.Reason, "alert HighErrorRate firing (fingerprint f3)") {
+						t.Fatalf("verdict %q, %d reverts: %s", r.Verdict, rev.count(), r.Reason)
+					}
+				} else if r.Verdict != "pass" || rev.count() != 0 {
+					t.Fatalf("alerts counted without AlertsRevert: verdict %q, %d reverts", r.Verdict, rev.count())
+				}
+			})
+		})
+	}
 }

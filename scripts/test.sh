@@ -21,4 +21,7 @@ echo "== immune rules check / rules test on examples/"
 
 echo "== go test -race (with real servers)"
 export IMMUNE_REQUIRE_SERVERS=1
+# The browser test's screenshots of the on-call pages are kept here.
+export IMMUNE_ARTIFACTS=${IMMUNE_ARTIFACTS:-$PWD/bin/artifacts}
+mkdir -p "$IMMUNE_ARTIFACTS"
 ./scripts/prometheus.sh run -- ./scripts/zookeeper.sh run -- go test -race -count=1 -timeout 20m ./...

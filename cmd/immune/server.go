@@ -155,7 +155,7 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 		s.closers = append(s.closers, func() { rs.Close() })
 	default:
 		st, err := embedded.Open(embedded.Options{Dir: filepath.Join(cfg.DataDir, "tsdb"), Retention: cfg.Metrics.Retention.D(),
-			Logger: s.log, Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"store": "embedded"}, s.reg)})
+			Logger: slog.New(minLevel{s.log.Handler(), slog.LevelWarn}).With("component", "tsdb"), Registerer: prometheus.WrapRegistererWith(prometheus.Labels{"store": "embedded"}, s.reg)})
 		if err != nil {
 			return nil, fmt.Errorf("embedded store: %w", err)
 		}
@@ -546,6 +546,24 @@ func (s *server) Close() {
 	}
 	s.closers = nil
 }
+
+// minLevel drops the records of a handler below a level: the TSDB's
+// routine messages (WAL replay, compactions) at info would drown
+// immune's own.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+
+func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g), h.min} }
 
 func resolveAll(cfg *config.Config, ps []string) []string {
 	out := make([]string, len(ps))

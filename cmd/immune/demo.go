@@ -181,7 +181,7 @@ func (d *demo) run(ctx context.Context) error {
 		srv.scraper.SetTargets("demo", ts)
 	}
 	fleet, err = sim.NewFleet(sim.FleetOptions{Service: "checkout", Size: 8, Version: "v1", Seed: d.seed, Clock: d.clock,
-		Traffic: sim.Traffic{RequestRate: 200, CheckoutRate: 40},
+		Traffic: sim.Traffic{RequestRate: 200, CheckoutRate: 60},
 		OnEvent: func(ev sim.Event) {
 			if ev.Kind == sim.EventSelfTestFailed {
 				d.say("%s: self test failed: %s", ev.Instance, ev.Detail)

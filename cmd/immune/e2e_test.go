@@ -42,7 +42,7 @@ analysis:
   baseline: concurrent
   window: 30s
   step: 3s
-  alpha: 0.01
+  alpha: 0.001
 selectors:
   canary: '{service="checkout", version="$version"}'
   baseline: '{service="checkout", version="$previous_version"}'
@@ -95,7 +95,7 @@ func TestEndToEnd(t *testing.T) {
 	ann := sim.NewZKAnnouncer(conn, deploy.DefaultLayout, nil)
 	defer ann.Close()
 	fleet, err := sim.NewFleet(sim.FleetOptions{Service: "checkout", Size: 4, Version: "v1", Seed: 7, Announcer: ann,
-		Traffic: sim.Traffic{RequestRate: 200, CheckoutRate: 40}})
+		Traffic: sim.Traffic{RequestRate: 200, CheckoutRate: 100}})
 	if err != nil {
 		t.Fatal(err)
 	}

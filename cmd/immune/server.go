@@ -248,7 +248,7 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 		s.sources = append(s.sources, api)
 	}
 	s.alerts = alertmanager.New(alertmanager.Options{ServiceLabel: cfg.Alerts.ServiceLabel, TokenFile: cfg.Resolve(cfg.Alerts.TokenFile),
-		Logger: s.log, Now: o.Now})
+		Logger: s.log, Registerer: s.reg, Now: o.Now})
 	s.sources = append(s.sources, s.alerts)
 	if *cfg.Deploys.ZooKeeper {
 		w, err := deployzk.New(s.zk, deployzk.Options{Layout: cfg.Layout(), Services: cfg.Deploys.Services, Logger: s.log,

@@ -8,12 +8,14 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/immune-project/immune/internal/config"
+	"github.com/immune-project/immune/rules"
 )
 
-const runUsage = `Usage: immune run [--config immune.yaml] [--listen ADDR] [--rules FILE|GLOB]... [flags]
+const runUsage = `Usage: immune run [--config immune.yaml] [--listen ADDR] [--rules FILE|GLOB]... [--check] [flags]
 
 Watches deploys, analyses each against its service's rule file, and pulls
 the revert path when one hurts. With no config file it runs on embedded
@@ -37,6 +39,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log.format", "", "text or json, overriding the config's log.format")
 	var rulePatterns stringList
 	fs.Var(&rulePatterns, "rules", "a rule file or glob, added to the config's rules (repeatable)")
+	check := fs.Bool("check", false, "check the config and its rule files, print what would run, and exit (0 ok, 2 not)")
 	pos, code, done := parseFlags(fs, args)
 	if done {
 		return code
@@ -80,6 +83,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "immune run: %v\n", err)
 		return exitUsage
 	}
+	if *check {
+		return checkRun(cfg, rulePatterns, stdout, stderr)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -117,6 +123,29 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		return exitFail
 	}
 	log.Info("immune stopped")
+	return exitOK
+}
+
+// checkRun checks a config and its rule files without starting anything.
+func checkRun(cfg *config.Config, extra []string, stdout, stderr io.Writer) int {
+	patterns := append(resolveAll(cfg, cfg.Rules), extra...)
+	n := 0
+	if len(patterns) > 0 {
+		set, errs := rules.LoadSet(patterns)
+		if len(errs) > 0 {
+			for _, err := range errs {
+				fmt.Fprintf(stderr, "immune run: %v\n", err)
+			}
+			return exitUsage
+		}
+		n = len(set.Files())
+	}
+	zk := "no"
+	if cfg.ZooKeeper != nil {
+		zk = strings.Join(cfg.ZooKeeper.Servers, ",")
+	}
+	fmt.Fprintf(stdout, "ok: listen %s, metrics %s, zookeeper %s, trigger %s, %d rule files, data in %s\n",
+		cfg.Listen, cfg.Metrics.Source, zk, cfg.Rollback.Trigger, n, cfg.DataDir)
 	return exitOK
 }
 

@@ -188,3 +188,28 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 	}
 	t.Fatalf("timed out waiting for %s", what)
 }
+
+// TestRunCheck: --check validates a config and its rule files, starts nothing.
+func TestRunCheck(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("listen: x\nrules: [missing/*.yaml]\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args      []string
+		code      int
+		out, errs string
+	}{
+		{[]string{"run", "--check", "--config", "../../examples/config/immune.yaml"}, exitOK, "ok: listen 127.0.0.1:9797, metrics embedded, zookeeper no, trigger webhook, 2 rule files", ""},
+		{[]string{"run", "--check"}, exitOK, "trigger shadow, 0 rule files", ""},
+		{[]string{"run", "--check", "--config", bad}, exitUsage, "", `bad.yaml:1: listen: "x" is not host:port`},
+		{[]string{"run", "--check", "--rules", filepath.Join(dir, "none.yaml")}, exitUsage, "", "no such file"},
+	}
+	for _, tt := range tests {
+		code, out, errs := runArgs(tt.args...)
+		if code != tt.code || !strings.Contains(out, tt.out) || !strings.Contains(errs, tt.errs) {
+			t.Errorf("immune %v: exit %d, stdout %q, stderr %q; want %d, %q, %q", tt.args, code, out, errs, tt.code, tt.out, tt.errs)
+		}
+	}
+}

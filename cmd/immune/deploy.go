@@ -429,6 +429,10 @@ func judge(v httpapi.View, id string, group int) (outcome, string) {
 		return outPending, fmt.Sprintf("deploy %s group %d: no gate decision yet (verdict %s): %s", id, group, vr.Verdict, vr.Reason)
 	}
 	line := fmt.Sprintf("deploy %s: %s: %s", id, vr.Verdict, vr.Reason)
+	if strings.HasPrefix(vr.Reason, vr.Verdict+":") {
+		// immune's reasons start with the verdict already.
+		line = fmt.Sprintf("deploy %s: %s", id, vr.Reason)
+	}
 	switch vr.Verdict {
 	case "pass":
 		return outPass, line

@@ -3,7 +3,6 @@ package sim
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,12 +10,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/immune-project/immune/deploy"
+	"github.com/immune-project/immune/internal/bearer"
 )
 
 var _ Transport = (*HTTPTransport)(nil)
@@ -98,15 +97,11 @@ func redactURL(s string) string {
 }
 
 func readToken(file string) (string, error) {
-	b, err := os.ReadFile(file)
+	b, err := bearer.Read(file)
 	if err != nil {
-		return "", fmt.Errorf("deploy api token: %w", err)
+		return "", err
 	}
-	tok := strings.TrimSpace(string(b))
-	if tok == "" || strings.ContainsAny(tok, "\r\n") {
-		return "", fmt.Errorf("deploy api token %s: want one non-empty line", file)
-	}
-	return tok, nil
+	return string(b), nil
 }
 
 // Create posts the record to POST /api/v1/deploys (201, or 200 for an
@@ -245,8 +240,7 @@ func (t *HTTPTransport) serveRevert(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusInternalServerError, map[string]string{"status": "error", "error": "revert webhook: token unavailable"})
 			return
 		}
-		scheme, got, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(tok)) != 1 {
+		if !bearer.Matches(r, []byte(tok)) {
 			writeJSON(w, http.StatusUnauthorized, map[string]string{"status": "error", "error": "revert webhook: missing or wrong bearer token"})
 			return
 		}

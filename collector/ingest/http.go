@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/immune-project/immune/collector/internal/bearer"
+	"github.com/immune-project/immune/internal/bearer"
 )
 
 // Log attribute keys.

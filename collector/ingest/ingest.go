@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/prometheus/storage"
 
-	"github.com/immune-project/immune/collector/internal/bearer"
+	"github.com/immune-project/immune/internal/bearer"
 )
 
 // Storage is where the receiver appends: *embedded.Store.

@@ -31,7 +31,7 @@ import (
 	"github.com/prometheus/prometheus/util/annotations"
 
 	"github.com/immune-project/immune/collector"
-	"github.com/immune-project/immune/collector/internal/bearer"
+	"github.com/immune-project/immune/internal/bearer"
 )
 
 // Storage is what the API reads: *embedded.Store.

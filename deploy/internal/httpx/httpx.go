@@ -5,17 +5,17 @@ package httpx
 
 import (
 	"bytes"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"reflect"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/immune-project/immune/internal/bearer"
 )
 
 // MaxBody is the largest request body read.
@@ -64,21 +64,11 @@ func (t Token) Check(r *http.Request) error {
 	if t.File == "" {
 		return nil
 	}
-	b, err := os.ReadFile(t.File)
+	want, err := bearer.Read(t.File)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return fmt.Errorf("read token file %s: %v", t.File, err)
+		return err
 	}
-	want := strings.TrimSpace(string(b))
-	if want == "" {
-		return fmt.Errorf("token file %s is empty", t.File)
-	}
-	// The scheme is case-insensitive (RFC 9110 section 11.1).
-	scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare([]byte(strings.TrimSpace(got)), []byte(want)) != 1 {
+	if !bearer.Matches(r, want) {
 		return ErrUnauthorized
 	}
 	return nil

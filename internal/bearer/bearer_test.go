@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/immune-project/immune/collector/internal/bearer"
+	"github.com/immune-project/immune/internal/bearer"
 )
 
 func TestToken(t *testing.T) {

@@ -1,6 +1,9 @@
-// Package bearer checks HTTP bearer tokens (RFC 6750) against a token read
-// from a file, for the write and query endpoints of the collector. The
-// token never appears in an error, a log line or a response.
+// Package bearer is immune's one way of checking HTTP bearer tokens (RFC
+// 6750) against a token read from a file: the write and query endpoints of
+// the collector (read once, Load), the deploy API and the Alertmanager
+// receiver (read at every request, Read and Matches, so that a token can be
+// rotated), the simulator's webhook. The token never appears in an error,
+// a log line or a response.
 package bearer
 
 import (
@@ -31,16 +34,49 @@ func Load(path string) (*Token, error) {
 	if path == "" {
 		return nil, nil
 	}
+	b, err := Read(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Token{sum: sha256.Sum256(b), set: true}, nil
+}
+
+// Read returns the token in a file: its content without leading and
+// trailing white space. The error names the file, never its content; an
+// empty file is ErrEmpty.
+func Read(path string) ([]byte, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		// os errors name the path and the cause, never the content.
-		return nil, fmt.Errorf("read token file: %w", err)
+		// The cause alone (os errors repeat the path); never the content.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("token file %s: %w", path, err)
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		return nil, fmt.Errorf("token file %s: %w", path, ErrEmpty)
 	}
-	return &Token{sum: sha256.Sum256(b), set: true}, nil
+	return b, nil
+}
+
+// Matches reports whether r carries want in "Authorization: Bearer …"
+// (the scheme in any case), comparing in constant time whatever the
+// presented token.
+func Matches(r *http.Request, want []byte) bool {
+	w := sha256.Sum256(want)
+	return matchesSum(r, &w)
+}
+
+func matchesSum(r *http.Request, sum *[sha256.Size]byte) bool {
+	h := r.Header.Get("Authorization")
+	const prefix = "bearer "
+	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
+	return subtle.ConstantTimeCompare(got[:], sum[:]) == 1
 }
 
 // Enabled reports whether requests must present the token.
@@ -53,13 +89,7 @@ func (t *Token) Check(r *http.Request) bool {
 	if !t.Enabled() {
 		return true
 	}
-	h := r.Header.Get("Authorization")
-	const prefix = "bearer "
-	if len(h) < len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
-		return false
-	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(h[len(prefix):])))
-	return subtle.ConstantTimeCompare(got[:], t.sum[:]) == 1
+	return matchesSum(r, &t.sum)
 }
 
 // Challenge sets the WWW-Authenticate header of a 401 answer to r: with

@@ -53,17 +53,6 @@ func NewWatch(f *rules.File, d deploy.Deploy, delay time.Duration) *Watch {
 	}
 }
 
-// Resume makes the watch continue after look `done` (taken before a
-// restart, by this instance or another): the next look is done+1.
-func (w *Watch) Resume(done int) {
-	if done >= w.planned {
-		w.done = true
-	}
-	if done+1 > w.next {
-		w.next = done + 1
-	}
-}
-
 // Done reports whether the analysis has ended: a fail, or the window's
 // last look taken.
 func (w *Watch) Done() bool { return w.done }

@@ -69,20 +69,6 @@ func TestWatchSourceDown(t *testing.T) {
 	}
 }
 
-// TestWatchResume: a resumed watch goes on after the looks already taken.
-func TestWatchResume(t *testing.T) {
-	f := parseRules(t, beforeRules)
-	w := NewWatch(f, deploy.Deploy{ID: "d1", Time: t0}, 0)
-	w.Resume(10)
-	if w.Next() != 11 || !w.Due().Equal(t0.Add(11*step)) {
-		t.Fatalf("resumed at look %d due %v", w.Next(), w.Due())
-	}
-	w.Resume(24)
-	if !w.Done() {
-		t.Fatal("resumed after the last look, not done")
-	}
-}
-
 // TestSeries: the chart series are the canary after the deploy and the
 // lookback before it, at the step's instants.
 func TestSeries(t *testing.T) {

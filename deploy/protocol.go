@@ -115,13 +115,12 @@ const StatusAlive = "ALIVE"
 
 // Deploy states written by the deployment manager in DeployRecord.State.
 const (
-	StateRunning    = "running"    // groups are rolling out
-	StateDone       = "done"       // every group is out; the version is promoted
-	StateReverted   = "reverted"   // the deployment manager reverted it
-	StateAbandoned  = "abandoned"  // stopped by a person
-	StateReverting  = "reverting"  // the revert is in progress
-	StatePromoting  = "promoting"  // waiting for the last verdict before done
-	StateUndeployed = "undeployed" // reserved
+	StateRunning   = "running"   // groups are rolling out
+	StateDone      = "done"      // every group is out; the version is promoted
+	StateReverted  = "reverted"  // the deployment manager reverted it
+	StateAbandoned = "abandoned" // stopped by a person
+	StateReverting = "reverting" // the revert is in progress
+	StatePromoting = "promoting" // waiting for the last verdict before done
 )
 
 // DeployRecord is the JSON of /deploys/<service>/<deploy-id>, written by

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"sort"
 	"strings"
 	"time"
 
@@ -161,12 +162,7 @@ func timeline(r analysis.Record) []web.TimelineEvent {
 		}
 		ev = append(ev, web.TimelineEvent{At: rv.At, What: what})
 	}
-	// Oldest first.
-	for i := 1; i < len(ev); i++ {
-		for j := i; j > 0 && ev[j].At.Before(ev[j-1].At); j-- {
-			ev[j], ev[j-1] = ev[j-1], ev[j]
-		}
-	}
+	sort.SliceStable(ev, func(i, j int) bool { return ev[i].At.Before(ev[j].At) }) // oldest first
 	return ev
 }
 

@@ -24,6 +24,8 @@
 # scraping the server itself every second, so that samples flow there;
 # PROMETHEUS_REMOTE_WRITE_TOKEN_FILE sends the bearer token in that file.
 set -euo pipefail
+# shellcheck source=lib/server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/server.sh"
 
 PROMETHEUS=${PROMETHEUS:-prometheus}
 
@@ -52,11 +54,6 @@ http_ok() {
   read -r -t 2 _ status _ <&9 || status=
   exec 9<&- 9>&-
   [[ $status == 2* ]]
-}
-
-# port_free PORT: true when nothing accepts connections on it.
-port_free() {
-  ! (exec 8<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 # write_config PORT: writes $PROM_DIR/prometheus.yml: CONFIG_FILE with
@@ -174,25 +171,6 @@ stop_server() {
   PROM_DIR=
 }
 
-# on_signal CODE SIG: stops the command (its whole process group: go test
-# and the test binaries it started), then the server, and exits with CODE.
-on_signal() {
-  trap - INT TERM HUP
-  if [[ -n ${CHILD:-} ]] && kill -0 "$CHILD" 2>/dev/null; then
-    kill -"$2" -- "-$CHILD" 2>/dev/null || true
-    local i
-    for i in $(seq 1 100); do
-      kill -0 "$CHILD" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-$CHILD" 2>/dev/null || true
-    wait "$CHILD" 2>/dev/null || true
-  fi
-  stop_server
-  trap - EXIT
-  exit "$1"
-}
-
 # parse_config_flag ARGS...: sets CONFIG_FILE from a leading --config
 # FILE and NSHIFT to the number of arguments it took.
 parse_config_flag() {
@@ -211,27 +189,12 @@ cmd_run() {
   [[ ${1:-} == -- ]] && shift
   [[ $# -gt 0 ]] || usage
   PROM_PID= PROM_DIR= CHILD=
-  trap 'stop_server' EXIT
-  trap 'on_signal 130 INT' INT
-  trap 'on_signal 143 TERM' TERM
-  trap 'on_signal 129 HUP' HUP
+  install_traps
   start_server
   echo "prometheus.sh: prometheus $PROM_URL (pid $PROM_PID, data $PROM_DIR/data)" >&2
   export IMMUNE_TEST_PROMETHEUS_URL=$PROM_URL
   export IMMUNE_TEST_PROMETHEUS_DATA=$PROM_DIR/data
-  # The command runs in a process group of its own, in the background, so
-  # that a signal to this script is handled at once (bash runs traps
-  # only between foreground commands) and reaches everything it started.
-  local rc=0
-  set -m
-  "$@" <&0 &
-  CHILD=$!
-  set +m
-  wait "$CHILD" || rc=$?
-  CHILD=
-  stop_server
-  trap - EXIT INT TERM HUP
-  exit "$rc"
+  run_command "$@"
 }
 
 cmd_start() {

@@ -18,6 +18,8 @@
 # and /usr/share/java/zookeeper.jar), JAVA (default: java on PATH),
 # IMMUNE_KEEP_ZOOKEEPER_DATA=1 keeps the data directory and log.
 set -euo pipefail
+# shellcheck source=lib/server.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/server.sh"
 
 JAVA=${JAVA:-java}
 CLASSPATH_ZK=${ZOOKEEPER_CLASSPATH:-/etc/zookeeper/conf:/usr/share/java/zookeeper.jar}
@@ -30,10 +32,6 @@ usage() {
 die() {
   echo "zookeeper.sh: $*" >&2
   exit 1
-}
-
-port_free() {
-  ! { (exec 8<>"/dev/tcp/127.0.0.1/$1"); } 2>/dev/null
 }
 
 # serving PORT: true when the server serves requests (srvr names its
@@ -157,44 +155,15 @@ stop_server() {
   ZK_DIR=
 }
 
-on_signal() {
-  trap - INT TERM HUP
-  if [[ -n ${CHILD:-} ]] && kill -0 "$CHILD" 2>/dev/null; then
-    kill -"$2" -- "-$CHILD" 2>/dev/null || true
-    local i
-    for i in $(seq 1 100); do
-      kill -0 "$CHILD" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL -- "-$CHILD" 2>/dev/null || true
-    wait "$CHILD" 2>/dev/null || true
-  fi
-  stop_server
-  trap - EXIT
-  exit "$1"
-}
-
 cmd_run() {
   [[ ${1:-} == -- ]] && shift
   [[ $# -gt 0 ]] || usage
   ZK_PID= ZK_DIR= CHILD=
-  trap 'stop_server' EXIT
-  trap 'on_signal 130 INT' INT
-  trap 'on_signal 143 TERM' TERM
-  trap 'on_signal 129 HUP' HUP
+  install_traps
   start_server
   echo "zookeeper.sh: zookeeper $ZK_ADDR (pid $ZK_PID, data $ZK_DIR/data)" >&2
   export IMMUNE_TEST_ZOOKEEPER_ADDR=$ZK_ADDR
-  local rc=0
-  set -m
-  "$@" <&0 &
-  CHILD=$!
-  set +m
-  wait "$CHILD" || rc=$?
-  CHILD=
-  stop_server
-  trap - EXIT INT TERM HUP
-  exit "$rc"
+  run_command "$@"
 }
 
 cmd_start() {

@@ -192,8 +192,8 @@ func (s *Supervisor) Start(d deploy.Deploy) {
 		return
 	}
 	t.rec.File, t.rec.RuleFile = f, f.Filename
-	t.rec.Shadow = f.Analysis.Mode == rules.ModeShadow ||
-		s.o.Shadow.Shadowed(rollback.Request{Deploy: d, RuleFile: f.Filename})
+	t.rec.Shadow = s.o.Shadow.Shadowed(rollback.Request{Deploy: d, RuleFile: f.Filename,
+		Shadow: f.Analysis.Mode == rules.ModeShadow})
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -581,7 +581,8 @@ func (s *Supervisor) decide(ctx context.Context, t *tracked, lease rollback.Leas
 	s.mu.Unlock()
 	if verdict == detector.Fail.String() {
 		s.publish(ctx, t, lease, max(current, 0), deploy.GateRevert, verdict, reason, at, log)
-		req := rollback.Request{Deploy: d, Reason: reason, At: at, Instance: s.o.Instance, RuleFile: t.rec.RuleFile, Evidence: evidence}
+		req := rollback.Request{Deploy: d, Reason: reason, At: at, Instance: s.o.Instance, RuleFile: t.rec.RuleFile, Evidence: evidence,
+			Shadow: t.rec.File.Analysis.Mode == rules.ModeShadow}
 		res, err := s.o.Trigger.Revert(ctx, req)
 		info := &RevertInfo{At: at, Reason: reason, Reverted: res.Reverted && !res.Shadow, Trigger: res.Trigger, Detail: res.Detail}
 		result := "reverted"

@@ -281,3 +281,24 @@ func TestSupervisorAlert(t *testing.T) {
 		})
 	}
 }
+
+// TestSupervisorShadowRuleFile: a rule file with mode: shadow is never
+// reverted, even behind a Selector configured with no shadow at all.
+func TestSupervisorShadowRuleFile(t *testing.T) {
+	from := t0.Add(-24 * time.Hour)
+	f := parseRules(t, strings.Replace(beforeRules, "alpha: 0.01}", "alpha: 0.01, mode: shadow}", 1))
+	src := store(t, series(from, 24*12+24+1, noise(1, from, 100, 5, -20), "__name__", "conversion"))
+	d := deploy.Deploy{ID: "d5", Service: "checkout", Version: "v2", Time: t0}
+	real := &fakeTrigger{}
+	sel := &rollback.Selector{Real: real}
+	supervise(t, src, f, t0, SupervisorOptions{Trigger: sel}, func(s *Supervisor) {
+		s.Start(d)
+		if err := s.Wait(context.Background(), d.ID); err != nil {
+			t.Fatal(err)
+		}
+		r, _ := s.Lookup(d.ID)
+		if r.Verdict != "fail" || !r.Shadow || r.Revert == nil || r.Revert.Reverted || real.count() != 0 {
+			t.Fatalf("mode: shadow: verdict %q shadow %v revert %+v, %d real reverts", r.Verdict, r.Shadow, r.Revert, real.count())
+		}
+	})
+}

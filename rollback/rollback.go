@@ -33,6 +33,10 @@ type Request struct {
 	// Evidence is the KPI evidence of the verdict, as JSON, for the audit
 	// log; triggers do not interpret it.
 	Evidence json.RawMessage
+	// Shadow is set by the analysis when the rule file itself is in
+	// shadow mode (analysis.mode: shadow): ShadowConfig.Shadowed is then
+	// true whatever the configuration.
+	Shadow bool
 }
 
 // Result says what a trigger did.

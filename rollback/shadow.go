@@ -48,7 +48,7 @@ func (c ShadowConfig) Validate() error {
 
 // Shadowed reports whether req is in shadow mode.
 func (c ShadowConfig) Shadowed(req Request) bool {
-	return c.All || slices.Contains(c.Services, req.Deploy.Service) ||
+	return req.Shadow || c.All || slices.Contains(c.Services, req.Deploy.Service) ||
 		(req.RuleFile != "" && slices.Contains(c.RuleFiles, req.RuleFile))
 }
 

@@ -336,7 +336,9 @@ func (s *server) triggers(o serverOptions) (rollback.Trigger, rollback.Gate, rol
 			_ = ow.Close(ctx)
 		})
 		zt := zkrollback.NewTrigger(ow)
-		owners, gate = ow, zt
+		// Every gate verdict written also goes to the audit log, with the
+		// znode version written.
+		owners, gate = ow, rollback.AuditGate(zt, s.audit, o.Now)
 		if cfg.Rollback.Trigger == "zookeeper" {
 			real = zt
 		}

@@ -655,6 +655,19 @@ func (c *Conn) sendSetWatches() {
 	}()
 }
 
+// handshakeTimeout bounds a connect request and its response (immune
+// patch).
+func (c *Conn) handshakeTimeout() time.Duration {
+	t := time.Duration(c.sessionTimeoutMs) * time.Millisecond
+	if n := c.hostProvider.Len(); n > 1 {
+		t /= time.Duration(n)
+	}
+	if t < time.Second {
+		t = time.Second
+	}
+	return t
+}
+
 func (c *Conn) authenticate() error {
 	buf := make([]byte, 256)
 
@@ -672,17 +685,20 @@ func (c *Conn) authenticate() error {
 
 	binary.BigEndian.PutUint32(buf[:4], uint32(n))
 
-	c.conn.SetWriteDeadline(time.Now().Add(c.recvTimeout * 10))
+	// immune patch: one deadline for the whole handshake, the session
+	// timeout divided by the number of servers, as the Java client's
+	// connect timeout (upstream waits 10 × 2/3 of the session timeout for
+	// each read and none for the response body, so a server that accepts
+	// the connection but never answers holds the client for minutes).
+	c.conn.SetDeadline(time.Now().Add(c.handshakeTimeout()))
+	defer c.conn.SetDeadline(time.Time{})
 	_, err = c.conn.Write(buf[:n+4])
-	c.conn.SetWriteDeadline(time.Time{})
 	if err != nil {
 		return err
 	}
 
 	// Receive and decode a connect response.
-	c.conn.SetReadDeadline(time.Now().Add(c.recvTimeout * 10))
 	_, err = io.ReadFull(c.conn, buf[:4])
-	c.conn.SetReadDeadline(time.Time{})
 	if err != nil {
 		return err
 	}

@@ -3,9 +3,12 @@ package zkconn_test
 import (
 	"context"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -162,5 +165,54 @@ func TestSessionExpiry(t *testing.T) {
 			s, _, g := c.Session()
 			t.Fatalf("no new session after the cut: state %v generation %d", s, g)
 		}
+	}
+}
+
+// TestSilentServerRetried: a server that accepts connections and never
+// answers the connect request is given up after the session timeout (the
+// patched handshake deadline in internal/zk) and tried again, instead of
+// holding the client for ten times two thirds of it.
+func TestSilentServerRetried(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted atomic.Int32
+	var conns []net.Conn
+	var mu sync.Mutex
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		ln.Close()
+		<-done
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	// A 2 s session: the handshake is abandoned after 2 s and retried
+	// after the library's 1 s pause, so 9 s see at least two attempts
+	// (upstream's deadline, 10 × 2/3 × 2 s = 13 s, allows one).
+	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
+	defer cancel()
+	_, err = zkconn.Dial(ctx, zkconn.Config{Servers: []string{ln.Addr().String()}, SessionTimeout: 2 * time.Second})
+	if err == nil {
+		t.Fatal("Dial to a silent server succeeded")
+	}
+	if n := accepted.Load(); n < 2 {
+		t.Fatalf("%d connection attempts to a silent server in 9 s, want at least 2 (the handshake is not bounded by the session timeout)", n)
 	}
 }

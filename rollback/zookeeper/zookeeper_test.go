@@ -35,12 +35,44 @@ func testCtx(t *testing.T, d time.Duration) context.Context {
 
 func dial(t *testing.T, cfg zkconn.Config) *zkconn.Conn {
 	t.Helper()
+	if cfg.Logger == nil {
+		// The client's own log (reconnects, handshakes) at debug level, shown
+		// when a test fails.
+		cfg.Logger = slog.New(slog.NewTextHandler(newTWriter(t), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
 	c, err := zkconn.Dial(testCtx(t, 20*time.Second), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
 	return c
+}
+
+// tWriter sends log lines to t.Log until the test's cleanups are done
+// (the client's goroutines may still log after that).
+type tWriter struct {
+	t    *testing.T
+	mu   sync.Mutex
+	done bool
+}
+
+func newTWriter(t *testing.T) *tWriter {
+	w := &tWriter{t: t}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		w.done = true
+		w.mu.Unlock()
+	})
+	return w
+}
+
+func (w *tWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
 }
 
 func layout(root string) deploy.Layout {
@@ -703,7 +735,7 @@ func TestOwnerZnodeDeleted(t *testing.T) {
 func TestRetakeAfterLostOverRestart(t *testing.T) {
 	srv := zktest.Start(t)
 	root := zktest.Root(t)
-	ctx := testCtx(t, 60*time.Second)
+	ctx := testCtx(t, 120*time.Second) // a ZooKeeper restart under a loaded CI machine
 	m := newManager(t, srv.Addr(), root)
 	a := newInstance(t, "immune-a", root, zkconn.Config{Servers: []string{srv.Addr()}, SessionTimeout: 20 * time.Second}, time.Second)
 	d := rollbacktest.Deploy(t, 1)

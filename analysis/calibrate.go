@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"time"
 
@@ -19,8 +20,10 @@ type Calibrations map[string]*detector.Calibration
 // how its statistic behaves at placebo deploys in the history before
 // deploy d (detector.CalibrateInPhase): placebos with the rule's lookback
 // and window, their windows ending before the deploy's own lookback, at
-// the same time of day when the history holds enough of them. Only data
-// before the deploy is read.
+// the same time of day when the history holds enough of them. With a
+// `seasonal` baseline (a season that is a whole number of steps) the
+// placebos are compared with their own earlier seasons
+// (detector.CalibrateSeasonal). Only data before the deploy is read.
 //
 // A KPI whose history cannot be read (no series, say) gets an empty
 // calibration, and so is inconclusive for too little history, like one
@@ -30,10 +33,6 @@ type Calibrations map[string]*detector.Calibration
 func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy) (Calibrations, error) {
 	a := f.Analysis
 	cal := Calibrations{}
-	if a.Baseline != rules.BaselineBefore {
-		return cal, nil
-	}
-	lookback, window := int(a.Lookback/a.Step), Looks(a)
 	// The KPI with the smallest share of alpha needs the most placebos
 	// (weighted Holm's first threshold); twice that, at least
 	// MaxPlacebos, and no more history than that is read.
@@ -44,6 +43,13 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	}
 	need := detector.PlacebosFor(a.Alpha * least / total)
 	placebos := max(detector.MaxPlacebos, 2*need)
+	switch {
+	case a.Baseline == rules.BaselineSeasonal && a.Season%a.Step == 0:
+		return calibrateSeasonal(ctx, src, f, d, placebos)
+	case a.Baseline != rules.BaselineBefore:
+		return cal, nil
+	}
+	lookback, window := int(a.Lookback/a.Step), Looks(a)
 	steps := 2*lookback + window + placebos - 1
 	// A day's worth of steps, for placebos at the same time of day, and
 	// enough days of history to find 2·need of them (up to 5 weeks).
@@ -78,4 +84,69 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		cal[rk.Name] = &c
 	}
 	return cal, nil
+}
+
+// calibrateSeasonal is Calibrate for a seasonal baseline: the history is
+// read on the step grid, a step without a value kept as NaN so that every
+// placebo meets its seasons at the right offsets.
+func calibrateSeasonal(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, placebos int) (Calibrations, error) {
+	a := f.Analysis
+	season, window := int(a.Season/a.Step), Looks(a)
+	shape := detector.Calibration{Window: window, Season: season, Seasons: a.Seasons}
+	steps := shape.HistoryFor(placebos)
+	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
+	vars := varsOf(d)
+	cal := Calibrations{}
+	for i := range f.KPIs {
+		rk := &f.KPIs[i]
+		if rk.ResolvedTest() != rules.MannWhitneyTest {
+			continue // as for before: the KPI keeps its own test
+		}
+		var history []float64
+		q, err := f.Queries(rk, rules.RoleBaseline, vars)
+		if err == nil {
+			history, err = onGrid(ctx, src, q.Query, a.Step, span)
+		}
+		if err != nil {
+			if err := lookFailed(ctx, err); err != nil {
+				return nil, err
+			}
+			history = nil
+		}
+		c := detector.CalibrateSeasonal(history, season, a.Seasons, window, kpiSpec(rk).Bad, placebos)
+		cal[rk.Name] = &c
+	}
+	return cal, nil
+}
+
+// onGrid reads query over span at every step, one value per step from
+// span.From, NaN where the source has none (or a non-finite one).
+func onGrid(ctx context.Context, src collector.Source, query string, step time.Duration, span Span) ([]float64, error) {
+	n := int(span.To.Sub(span.From)/step) + 1
+	out := make([]float64, n)
+	for i := range out {
+		out[i] = math.NaN()
+	}
+	seen := false
+	for _, s := range split([]Span{span}, step) {
+		m, _, err := src.QueryRange(ctx, query, s.From, s.To, step)
+		if err != nil {
+			return nil, fmt.Errorf("history query: %w", err)
+		}
+		if len(m) > 1 {
+			return nil, fmt.Errorf("history query returned %d series (%s, …): aggregate it to one, with sum() or avg()", len(m), m[0].Labels)
+		}
+		for _, ser := range m {
+			for _, p := range ser.Samples {
+				i := int((p.T.Sub(span.From) + step/2) / step)
+				if i >= 0 && i < n && !math.IsInf(p.V, 0) {
+					out[i], seen = p.V, seen || !math.IsNaN(p.V)
+				}
+			}
+		}
+	}
+	if !seen {
+		return nil, fmt.Errorf("no history data from %s to %s", span.From.UTC().Format(time.RFC3339), span.To.UTC().Format(time.RFC3339))
+	}
+	return out, nil
 }

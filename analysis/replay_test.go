@@ -231,8 +231,10 @@ kpis:
 	// A daily cycle: the hour after the deploy is a busy hour every day,
 	// busier than the hours before it. A "before" baseline would call the
 	// rise a change; the seasonal one compares like with like. Today the
-	// canary hour is 30% down on the same hour of the last two days.
-	from := t0.Add(-49 * time.Hour)
+	// canary hour is 30% down on the same hour of the last two days. Six
+	// days of history calibrate the seasonal comparison (2 000 placebos
+	// need 2 000 + 2·2·288 + 11 steps).
+	from := t0.Add(-6 * 24 * time.Hour)
 	r := rand.New(rand.NewPCG(5, 5))
 	cycle := func(i int) float64 {
 		ts := from.Add(time.Duration(i) * step)
@@ -242,7 +244,7 @@ kpis:
 		}
 		return v
 	}
-	src := store(t, series(from, 50*12, cycle, "__name__", "orders"))
+	src := store(t, series(from, (6*24+1)*12, cycle, "__name__", "orders"))
 	dec, err := Replay(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -253,6 +255,21 @@ kpis:
 	k := dec.Verdict.KPIs[0]
 	if k.Decision.NBaseline != 2*k.Decision.NCanary {
 		t.Errorf("baseline has %v values, want two seasons of the canary's %v", k.Decision.NBaseline, k.Decision.NCanary)
+	}
+	if k.Placebos == 0 || !strings.Contains(k.Sentence, "placebo deploys") {
+		t.Errorf("not calibrated: %s", k.Sentence)
+	}
+	t.Log(strings.Join(dec.Verdict.Explanation(), "\n"))
+
+	// Two days of history: too few placebos, inconclusive with the
+	// history it needs, never a pass.
+	short := store(t, series(t0.Add(-49*time.Hour), 50*12, cycle, "__name__", "orders"))
+	dec, err = Replay(context.Background(), short, f, deploy.Deploy{ID: "d1", Time: t0}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dec.Verdict.Outcome != detector.Inconclusive || !strings.Contains(dec.Verdict.KPIs[0].Reason, "too little history to calibrate") {
+		t.Errorf("two days of history: %v\n%s", dec.Verdict.Outcome, strings.Join(dec.Verdict.Explanation(), "\n"))
 	}
 }
 

@@ -30,6 +30,32 @@ type Calibration struct {
 	// Period, when not 0, is the period in steps whose phase the
 	// placebos share with the deploy (CalibrateInPhase).
 	Period int
+	// Season and Seasons, when Seasons is not 0, say that the placebos
+	// were compared with Seasons earlier seasons of Season steps each
+	// (CalibrateSeasonal) instead of a lookback.
+	Season, Seasons int
+}
+
+// Statistic is the statistic of this calibration at one look of a
+// deploy: the running maximum of the Mann-Whitney z over the canary's
+// values against a lookback (Statistic), or for a seasonal calibration the
+// z of the look's canary against the look's seasonal baseline
+// (SeasonalStatistic; NaN when the canary and the seasons cannot be
+// paired step by step).
+func (c Calibration) Statistic(baseline, canary []float64, bad Direction) float64 {
+	if c.Seasons > 0 {
+		return SeasonalStatistic(baseline, canary, bad, c.Seasons)
+	}
+	return Statistic(baseline, canary, bad)
+}
+
+// HistoryFor is the number of steps of history before the deploy (the
+// deploy's own step included) that n placebos need.
+func (c Calibration) HistoryFor(n int) int {
+	if c.Seasons > 0 {
+		return n + 2*c.Seasons*c.Season + c.Window - 1
+	}
+	return n + 2*c.Lookback + c.Window - 1
 }
 
 // MaxPlacebos bounds the placebos of a calibration by default: a longer

@@ -284,11 +284,20 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 		if c.MinP() > firstAlpha {
 			need := PlacebosFor(firstAlpha)
 			kv.Reason = fmt.Sprintf("too little history to calibrate: %d placebo deploys, need %d, that is %d steps of history before the deploy",
-				c.N(), need, need+2*c.Lookback+c.Window-1)
+				c.N(), need, c.HistoryFor(need))
 			kv.PValue = math.NaN()
 			return
 		}
-		kv.PValue = c.P(Statistic(k.Baseline, k.Canary, k.Bad))
+		stat := c.Statistic(k.Baseline, k.Canary, k.Bad)
+		if math.IsNaN(stat) {
+			// A seasonal canary and baseline that cannot be paired step
+			// by step: a step is missing on one side at this look.
+			kv.Reason = fmt.Sprintf("%d canary values and %d baseline values cannot be paired step by step with %d seasons (a step without data on one side)",
+				len(k.Canary), len(k.Baseline), c.Seasons)
+			kv.PValue, kv.NoData = math.NaN(), true
+			return
+		}
+		kv.PValue = c.P(stat)
 		return
 	}
 	kv.Looks = looks

@@ -45,6 +45,13 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	placebos := max(detector.MaxPlacebos, 2*need)
 	switch {
 	case a.Baseline == rules.BaselineSeasonal && a.Season%a.Step == 0:
+		shape := detector.Calibration{Window: Looks(a), Season: int(a.Season / a.Step), Seasons: a.Seasons}
+		if shape.HistoryFor(placebos) > MaxSeasonalHistory {
+			// Long seasons at short steps (5 weeks at 15 s): reading that
+			// much history per KPI and deploy costs more than it gives;
+			// the test's p-value times the looks, as before.
+			return cal, nil
+		}
 		return calibrateSeasonal(ctx, src, f, d, placebos)
 	case a.Baseline != rules.BaselineBefore:
 		return cal, nil
@@ -85,6 +92,11 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	}
 	return cal, nil
 }
+
+// MaxSeasonalHistory bounds the steps of history a seasonal calibration
+// reads per KPI (a week at 5-minute steps with two seasons and 2 000
+// placebos is about 10 000); beyond it the KPI is not calibrated.
+const MaxSeasonalHistory = 100000
 
 // calibrateSeasonal is Calibrate for a seasonal baseline: the history is
 // read on the step grid, a step without a value kept as NaN so that every

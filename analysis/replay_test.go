@@ -420,3 +420,26 @@ func TestCalibrateWithoutHistory(t *testing.T) {
 		t.Fatalf("calibration %+v, want an empty one", c)
 	}
 }
+
+// TestSeasonalCalibrationBounded: a calibration that would read more than
+// MaxSeasonalHistory steps is not attempted (the KPI keeps its test's
+// p-value times the looks); a day's season at 5 minutes is calibrated.
+func TestSeasonalCalibrationBounded(t *testing.T) {
+	src := store(t, series(t0.Add(-time.Hour), 12, func(int) float64 { return 1 }, "__name__", "orders"))
+	for _, tc := range []struct {
+		analysis   string
+		calibrated bool
+	}{
+		{"{baseline: seasonal, season: 5w, seasons: 2, window: 1h, step: 15s}", false},
+		{"{baseline: seasonal, season: 1d, seasons: 1, window: 1h, step: 5m}", true},
+	} {
+		f := parseRules(t, "service: checkout\nanalysis: "+tc.analysis+"\nkpis:\n  - {name: orders, query: orders, bad: decrease}\n")
+		cal, err := Calibrate(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := cal["orders"]; ok != tc.calibrated {
+			t.Errorf("%s: calibrated %v, want %v", tc.analysis, ok, tc.calibrated)
+		}
+	}
+}

@@ -46,13 +46,14 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	switch {
 	case a.Baseline == rules.BaselineSeasonal && a.Season%a.Step == 0:
 		shape := detector.Calibration{Window: Looks(a), Season: int(a.Season / a.Step), Seasons: a.Seasons}
-		if shape.HistoryFor(placebos) > MaxSeasonalHistory {
+		steps := shape.HistoryFor(placebos)
+		if steps > MaxSeasonalHistory {
 			// Long seasons at short steps (5 weeks at 15 s): reading that
 			// much history per KPI and deploy costs more than it gives;
 			// the test's p-value times the looks, as before.
 			return cal, nil
 		}
-		return calibrateSeasonal(ctx, src, f, d, placebos)
+		return calibrateSeasonal(ctx, src, f, d, shape, placebos, steps)
 	case a.Baseline != rules.BaselineBefore:
 		return cal, nil
 	}
@@ -98,14 +99,12 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 // placebos is about 10 000); beyond it the KPI is not calibrated.
 const MaxSeasonalHistory = 100000
 
-// calibrateSeasonal is Calibrate for a seasonal baseline: the history is
+// calibrateSeasonal is Calibrate for a seasonal baseline of the given
+// shape, over steps of history: the history is
 // read on the step grid, a step without a value kept as NaN so that every
 // placebo meets its seasons at the right offsets.
-func calibrateSeasonal(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, placebos int) (Calibrations, error) {
+func calibrateSeasonal(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, shape detector.Calibration, placebos, steps int) (Calibrations, error) {
 	a := f.Analysis
-	season, window := int(a.Season/a.Step), Looks(a)
-	shape := detector.Calibration{Window: window, Season: season, Seasons: a.Seasons}
-	steps := shape.HistoryFor(placebos)
 	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
 	vars := varsOf(d)
 	cal := Calibrations{}
@@ -125,7 +124,7 @@ func calibrateSeasonal(ctx context.Context, src collector.Source, f *rules.File,
 			}
 			history = nil
 		}
-		c := detector.CalibrateSeasonal(history, season, a.Seasons, window, kpiSpec(rk).Bad, placebos)
+		c := detector.CalibrateSeasonal(history, shape.Season, shape.Seasons, shape.Window, kpiSpec(rk).Bad, placebos)
 		cal[rk.Name] = &c
 	}
 	return cal, nil

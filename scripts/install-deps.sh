@@ -23,8 +23,10 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 # Debian starts the packaged services; the tests start their own on free
-# loopback ports, so stop the system ones where a service manager runs.
-for svc in prometheus zookeeper; do
+# loopback ports, so stop the system ones just installed, where a service
+# manager runs (one that was there before is left alone).
+for svc in "${need[@]}"; do
+  [[ $svc == chromium ]] && continue
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet "$svc" 2>/dev/null; then
     $SUDO systemctl stop "$svc" || true
   fi

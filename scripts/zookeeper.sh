@@ -25,7 +25,7 @@ JAVA=${JAVA:-java}
 CLASSPATH_ZK=${ZOOKEEPER_CLASSPATH:-/etc/zookeeper/conf:/usr/share/java/zookeeper.jar}
 
 usage() {
-  sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -145,7 +145,7 @@ stop_pid() {
 stop_server() {
   stop_pid "${ZK_PID:-}"
   ZK_PID=
-  if [[ -n ${ZK_DIR:-} && -d $ZK_DIR && ${REMOVE_DIR:-1} == 1 ]]; then
+  if [[ -n ${ZK_DIR:-} && -d $ZK_DIR ]]; then
     if [[ ${IMMUNE_KEEP_ZOOKEEPER_DATA:-} == 1 ]]; then
       echo "zookeeper.sh: kept $ZK_DIR" >&2
     else

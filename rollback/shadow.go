@@ -3,6 +3,7 @@ package rollback
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"slices"
 )
 
@@ -49,7 +50,9 @@ func (c ShadowConfig) Validate() error {
 // Shadowed reports whether req is in shadow mode.
 func (c ShadowConfig) Shadowed(req Request) bool {
 	return req.Shadow || c.All || slices.Contains(c.Services, req.Deploy.Service) ||
-		(req.RuleFile != "" && slices.Contains(c.RuleFiles, req.RuleFile))
+		(req.RuleFile != "" && slices.ContainsFunc(c.RuleFiles, func(f string) bool {
+			return filepath.Clean(f) == filepath.Clean(req.RuleFile)
+		}))
 }
 
 // Selector sends a request in shadow mode to Shadow, any other to Real.

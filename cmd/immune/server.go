@@ -216,10 +216,26 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 	if g := cfg.Grafana; g != nil {
 		gc := *g
 		gc.TokenFile = cfg.Resolve(gc.TokenFile)
+		if gc.ReportBaseURL == "" {
+			gc.ReportBaseURL = cfg.ExternalURL // after --listen
+		}
 		ga, err := grafana.New(gc, grafana.Options{Logger: s.log, Registerer: s.reg})
 		if err != nil {
 			return nil, fmt.Errorf("grafana: %w", err)
 		}
+		// Reach Grafana once, in the background, so that a wrong URL,
+		// token or dashboard UID shows in the log at start rather than as
+		// failed annotations later. Not fatal: Grafana may be down while
+		// immune starts, and start-up does not wait for it.
+		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		checked := make(chan struct{})
+		go func() {
+			defer close(checked)
+			if err := ga.Check(cctx); err != nil && cctx.Err() != context.Canceled {
+				s.log.Warn("grafana check failed: annotations will be retried", "err", err)
+			}
+		}()
+		s.closers = append(s.closers, func() { cancel(); <-checked })
 		anns = append(anns, s.async("grafana", ga))
 	}
 	anns = append(anns, o.Annotators...)

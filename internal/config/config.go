@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
 	"github.com/immune-project/immune/annotator/grafana"
@@ -176,18 +177,24 @@ type Query struct {
 	TokenFile string `yaml:"token_file"`
 }
 
-// Duration is a time.Duration written as 30s, 5m, 1h.
+// Duration is a time.Duration written as 30s, 5m, 1h30m, 7d or 2w.
 type Duration time.Duration
 
-// UnmarshalYAML reads a Go duration string.
+// UnmarshalYAML reads a Go duration (30s, 1.5h) or a Prometheus one
+// (7d, 2w, 1d12h), as the scrape section does.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
-		return fmt.Errorf("line %d: want a duration like 30s or 5m", n.Line)
+		return fmt.Errorf("line %d: want a duration like 30s, 5m or 7d", n.Line)
 	}
 	v, err := time.ParseDuration(s)
+	if err != nil {
+		var m model.Duration
+		m, err = model.ParseDuration(s)
+		v = time.Duration(m)
+	}
 	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration like 30s or 5m", n.Line, s)
+		return fmt.Errorf("line %d: %q is not a duration like 30s, 5m or 7d", n.Line, s)
 	}
 	*d = Duration(v)
 	return nil
@@ -249,8 +256,12 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 	}
 	c.Defaults()
-	// Paths in a file are relative to its directory.
+	// Paths in a file are relative to its directory. The shadow rule
+	// files are compared with the rule files' resolved names.
 	c.DataDir = c.Resolve(c.DataDir)
+	for i, p := range c.Rollback.ShadowRuleFiles {
+		c.Rollback.ShadowRuleFiles[i] = filepath.Clean(c.Resolve(p))
+	}
 	errs = append(errs, c.validate()...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -397,9 +408,6 @@ func (c *Config) Defaults() {
 	if c.Alerts.ServiceLabel == "" {
 		c.Alerts.ServiceLabel = "service"
 	}
-	if c.Grafana != nil && c.Grafana.ReportBaseURL == "" {
-		c.Grafana.ReportBaseURL = c.ExternalURL
-	}
 }
 
 // Layout is the ZooKeeper protocol's layout of the config.
@@ -501,14 +509,21 @@ func (c *Config) validate() []error {
 		add("rollback.zookeeper", "%v", err)
 	}
 	if g := c.Grafana; g != nil {
+		ok := true
 		if u, err := url.Parse(g.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			add("grafana.url", "want an http(s) URL")
+			ok = false
 		}
 		if g.TokenFile == "" {
 			add("grafana.token_file", "required: a service account token, in a file")
+			ok = false
 		}
-		if err := g.Validate(); err != nil {
-			add("grafana", "%v", err)
+		if ok {
+			// The rest of Grafana's own checks (dashboards, panels,
+			// report_base_url); the two above would come twice.
+			if err := g.Validate(); err != nil {
+				add("grafana", "%v", err)
+			}
 		}
 	}
 	if c.Analysis.GateLooks < 0 {

@@ -46,6 +46,38 @@ analysis: {delay: 45s, gate_looks: 3}
 	}
 }
 
+// TestParsePathsAndDurations: shadow rule files are relative to the config
+// file, as the rule files they are compared with; durations take days;
+// grafana's links default to nothing here (immune run uses external_url,
+// after --listen).
+func TestParsePathsAndDurations(t *testing.T) {
+	c, err := Parse("/etc/immune/immune.yaml", []byte(`
+rules: [checkout.yaml]
+rollback: {shadow_rule_files: [checkout.yaml, /abs/other.yaml, ./sub/../x.yaml]}
+metrics: {retention: 15d}
+deploys: {retention: 1w}
+grafana: {url: "http://g:3000", token_file: t}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"/etc/immune/checkout.yaml", "/abs/other.yaml", "/etc/immune/x.yaml"}
+	if strings.Join(c.Rollback.ShadowRuleFiles, " ") != strings.Join(want, " ") {
+		t.Errorf("shadow_rule_files %q, want %q", c.Rollback.ShadowRuleFiles, want)
+	}
+	if c.Metrics.Retention.D() != 15*24*time.Hour || c.Deploys.Retention.D() != 7*24*time.Hour {
+		t.Errorf("retentions %v, %v", c.Metrics.Retention.D(), c.Deploys.Retention.D())
+	}
+	if c.Grafana.ReportBaseURL != "" {
+		t.Errorf("report_base_url defaulted to %q in the config", c.Grafana.ReportBaseURL)
+	}
+	// A bad grafana.url is reported once, not again by Grafana's own checks.
+	_, err = Parse("cfg.yaml", []byte("grafana: {url: ftp://g, token_file: t}\n"))
+	if err == nil || strings.Count(err.Error(), "url") != 1 {
+		t.Errorf("bad grafana url: %v", err)
+	}
+}
+
 func TestParseBad(t *testing.T) {
 	tests := []struct {
 		name, yaml string

@@ -59,7 +59,7 @@ func sentence(kv KPIVerdict, correction string, n int) string {
 		}
 	}
 	fmt.Fprintf(&b, " from %s to %s", formatNumber(kv.BaselineLevel), formatNumber(kv.CanaryLevel))
-	p, t := formatPair(kv.PValue, kv.Threshold)
+	p, t := FormatPair(kv.PValue, kv.Threshold)
 	cmp := ">"
 	if kv.Significant {
 		cmp = "<"
@@ -137,10 +137,10 @@ func formatP(p float64, d int) string {
 	return strconv.FormatFloat(p, 'g', d, 64)
 }
 
-// formatPair formats a p-value with two significant digits and its
+// FormatPair formats a p-value with two significant digits and its
 // threshold with three, or both with more where that would make different
 // numbers read the same.
-func formatPair(p, t float64) (string, string) {
+func FormatPair(p, t float64) (string, string) {
 	for d := 2; d < 17; d++ {
 		ps, ts := formatP(p, d), formatP(t, d+1)
 		if ps != ts || p == t {

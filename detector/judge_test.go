@@ -246,7 +246,7 @@ func TestFormatPair(t *testing.T) {
 		{1, 0.05, "1", "0.05"},
 	}
 	for _, tt := range tests {
-		ps, ts := formatPair(tt.p, tt.t)
+		ps, ts := FormatPair(tt.p, tt.t)
 		if ps != tt.ps || ts != tt.ts {
 			t.Errorf("formatPair(%v, %v) = %s, %s, want %s, %s", tt.p, tt.t, ps, ts, tt.ps, tt.ts)
 		}

@@ -5,9 +5,10 @@
 //
 // Alertmanager repeats a notification at every group_interval and
 // repeat_interval and after its own restarts; an alert is delivered
-// once per fingerprint and startsAt. An alert that resolves and fires
-// again keeps its startsAt while Alertmanager still holds it (it is the
-// same alert) and gets a new one after that (a new alert).
+// once per fingerprint and startsAt, however long it keeps firing. An
+// alert that resolves and fires again keeps its startsAt while
+// Alertmanager still holds it (it is the same alert) and gets a new one
+// after that (a new alert).
 package alertmanager
 
 import (
@@ -132,8 +133,10 @@ type Options struct {
 	// read at every request, never logged nor put in an answer.
 	TokenFile string
 	// Memory is how long an alert (fingerprint and startsAt) is
-	// remembered to drop repeats, counted from its startsAt (default
-	// 24h). Keep it longer than the longest analysis window.
+	// remembered to drop repeats, counted from the last notification
+	// that carried it (default 24h): an alert firing for days is
+	// delivered once. Keep it longer than the longest analysis window
+	// and than Alertmanager's repeat_interval.
 	Memory time.Duration
 	// Logger: discard when nil. Registerer: the deploy.Metrics
 	// counters, none when nil. Now: the clock of Event.At and of the
@@ -154,7 +157,7 @@ type Receiver struct {
 	q       *queue.Queue
 
 	mu   sync.Mutex
-	seen map[seenKey]time.Time // -> startsAt
+	seen map[seenKey]time.Time // -> when a notification last carried it
 }
 
 var _ deploy.Source = (*Receiver)(nil)
@@ -235,8 +238,8 @@ func (r *Receiver) accept(m *Message) Result {
 	res := Result{Status: "success"}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for k, startsAt := range r.seen {
-		if now.Sub(startsAt) > r.memory {
+	for k, last := range r.seen {
+		if now.Sub(last) > r.memory {
 			delete(r.seen, k)
 		}
 	}
@@ -248,11 +251,12 @@ func (r *Receiver) accept(m *Message) Result {
 			continue
 		}
 		k := seenKey{a.Fingerprint, a.StartsAt.UnixNano()}
-		if _, dup := r.seen[k]; dup {
+		_, dup := r.seen[k]
+		r.seen[k] = now
+		if dup {
 			res.Duplicates++
 			continue
 		}
-		r.seen[k] = a.StartsAt
 		res.Accepted++
 		evs = append(evs, deploy.Event{
 			Kind: deploy.EventAlert, Source: SourceName, Deploy: deploy.Deploy{Service: svc}, At: now,

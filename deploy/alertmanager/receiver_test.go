@@ -226,3 +226,32 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestLongFiring: an alert that keeps firing longer than the memory is
+// repeated by Alertmanager at every repeat_interval and delivered once;
+// it is forgotten only once notifications stop carrying it.
+func TestLongFiring(t *testing.T) {
+	now := t0
+	r, url := serve(t, alertmanager.Options{Now: func() time.Time { return now }})
+	body := payload(alert("firing", "checkout", "a1", "2026-11-25T11:58:00Z"))
+	for i := range 13 { // every 4h for 48h
+		code, answer := post(t, url, body)
+		want := `"accepted": 0`
+		if i == 0 {
+			want = `"accepted": 1`
+		}
+		if code != 200 || !strings.Contains(answer, want) {
+			t.Errorf("after %v: %d %s, want %s", now.Sub(t0), code, answer, want)
+		}
+		now = now.Add(4 * time.Hour)
+	}
+	if evs := drain(t, r); len(evs) != 1 {
+		t.Errorf("%d events, want 1: %+v", len(evs), evs)
+	}
+	// No notification for longer than the memory: forgotten.
+	now = now.Add(25 * time.Hour)
+	if code, answer := post(t, url, body); code != 200 || !strings.Contains(answer, `"accepted": 1`) {
+		t.Errorf("after a silence past the memory: %d %s", code, answer)
+	}
+	drain(t, r)
+}

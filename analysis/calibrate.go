@@ -2,7 +2,6 @@ package analysis
 
 import (
 	"context"
-	"fmt"
 	"math"
 	"time"
 
@@ -116,7 +115,10 @@ func calibrateSeasonal(ctx context.Context, src collector.Source, f *rules.File,
 		var history []float64
 		q, err := f.Queries(rk, rules.RoleBaseline, vars)
 		if err == nil {
-			history, err = onGrid(ctx, src, q.Query, a.Step, span)
+			var g [][]float64
+			if g, err = onGrid(ctx, src, q.Query, a.Step, "history", span); err == nil {
+				history = g[0]
+			}
 		}
 		if err != nil {
 			if err := lookFailed(ctx, err); err != nil {
@@ -128,36 +130,4 @@ func calibrateSeasonal(ctx context.Context, src collector.Source, f *rules.File,
 		cal[rk.Name] = &c
 	}
 	return cal, nil
-}
-
-// onGrid reads query over span at every step, one value per step from
-// span.From, NaN where the source has none (or a non-finite one).
-func onGrid(ctx context.Context, src collector.Source, query string, step time.Duration, span Span) ([]float64, error) {
-	n := int(span.To.Sub(span.From)/step) + 1
-	out := make([]float64, n)
-	for i := range out {
-		out[i] = math.NaN()
-	}
-	seen := false
-	for _, s := range split([]Span{span}, step) {
-		m, _, err := src.QueryRange(ctx, query, s.From, s.To, step)
-		if err != nil {
-			return nil, fmt.Errorf("history query: %w", err)
-		}
-		if len(m) > 1 {
-			return nil, fmt.Errorf("history query returned %d series (%s, …): aggregate it to one, with sum() or avg()", len(m), m[0].Labels)
-		}
-		for _, ser := range m {
-			for _, p := range ser.Samples {
-				i := int((p.T.Sub(span.From) + step/2) / step)
-				if i >= 0 && i < n && !math.IsInf(p.V, 0) {
-					out[i], seen = p.V, seen || !math.IsNaN(p.V)
-				}
-			}
-		}
-	}
-	if !seen {
-		return nil, fmt.Errorf("no history data from %s to %s", span.From.UTC().Format(time.RFC3339), span.To.UTC().Format(time.RFC3339))
-	}
-	return out, nil
 }

@@ -155,6 +155,10 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 		return err
 	}
 	if !rk.IsRatio() {
+		if c := k.Calibration; c != nil && c.Seasons > 0 {
+			k.Canary, k.Baseline, err = paired(ctx, src, cq.Query, bq.Query, step, canary, baseline)
+			return err
+		}
 		if k.Canary, err = values(ctx, src, cq.Query, step, "canary", canary); err != nil {
 			return err
 		}
@@ -184,30 +188,102 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 // series. No series, or more than one, is an error that says so.
 func values(ctx context.Context, src collector.Source, query string, step time.Duration, what string, spans ...Span) ([]float64, error) {
 	var out []float64
-	for _, s := range split(spans, step) {
-		m, _, err := src.QueryRange(ctx, query, s.From, s.To, step)
-		if err != nil {
-			return nil, fmt.Errorf("%s query: %w", what, err)
-		}
-		switch len(m) {
-		case 0:
-			return nil, fmt.Errorf("no %s data: the query returned no series from %s to %s",
-				what, s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339))
-		case 1:
-		default:
-			return nil, fmt.Errorf("%s query returned %d series (%s, …): aggregate it to one, with sum() or avg()",
-				what, len(m), m[0].Labels)
-		}
-		for _, p := range m[0].Samples {
-			if !math.IsNaN(p.V) && !math.IsInf(p.V, 0) {
-				out = append(out, p.V)
-			}
-		}
+	err := rangeSamples(ctx, src, query, step, what, spans, func(_ int, p collector.Sample) {
+		out = append(out, p.V)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("no %s data: only NaN or infinite values", what)
 	}
 	return out, nil
+}
+
+// rangeSamples evaluates query over each span at every step and calls
+// each with the index of the span and every finite sample of the query's
+// one series, in time order. No series in a span, or more than one, is an
+// error that says so.
+func rangeSamples(ctx context.Context, src collector.Source, query string, step time.Duration, what string, spans []Span, each func(span int, p collector.Sample)) error {
+	for i, sp := range spans {
+		for _, s := range split([]Span{sp}, step) {
+			m, _, err := src.QueryRange(ctx, query, s.From, s.To, step)
+			if err != nil {
+				return fmt.Errorf("%s query: %w", what, err)
+			}
+			switch len(m) {
+			case 0:
+				return fmt.Errorf("no %s data: the query returned no series from %s to %s",
+					what, s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339))
+			case 1:
+			default:
+				return fmt.Errorf("%s query returned %d series (%s, …): aggregate it to one, with sum() or avg()",
+					what, len(m), m[0].Labels)
+			}
+			for _, p := range m[0].Samples {
+				if !math.IsNaN(p.V) && !math.IsInf(p.V, 0) {
+					each(i, p)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// onGrid evaluates query over each span (all of one length) and returns,
+// per span, one value per step from the span's start, NaN where the
+// source has none.
+func onGrid(ctx context.Context, src collector.Source, query string, step time.Duration, what string, spans ...Span) ([][]float64, error) {
+	out := make([][]float64, len(spans))
+	for i, sp := range spans {
+		out[i] = make([]float64, int(sp.To.Sub(sp.From)/step)+1)
+		for j := range out[i] {
+			out[i][j] = math.NaN()
+		}
+	}
+	err := rangeSamples(ctx, src, query, step, what, spans, func(i int, p collector.Sample) {
+		if j := int((p.T.Sub(spans[i].From) + step/2) / step); j >= 0 && j < len(out[i]) {
+			out[i][j] = p.V
+		}
+	})
+	return out, err
+}
+
+// paired reads a seasonal KPI's canary and seasons on the step grid and
+// keeps the steps where the canary and every season have a value, so
+// that the canary's j-th value and each season's j-th value are the same
+// step of the window (detector.SeasonalStatistic pairs them by position).
+func paired(ctx context.Context, src collector.Source, cq, bq string, step time.Duration, canary Span, seasons []Span) (c, b []float64, err error) {
+	cg, err := onGrid(ctx, src, cq, step, "canary", canary)
+	if err != nil {
+		return nil, nil, err
+	}
+	bg, err := onGrid(ctx, src, bq, step, "baseline", seasons...)
+	if err != nil {
+		return nil, nil, err
+	}
+	var keep []int
+	for j, v := range cg[0] {
+		ok := !math.IsNaN(v)
+		for _, g := range bg {
+			ok = ok && j < len(g) && !math.IsNaN(g[j])
+		}
+		if ok {
+			keep = append(keep, j)
+		}
+	}
+	if len(keep) == 0 {
+		return nil, nil, errors.New("no canary step has a value in every season: nothing to pair")
+	}
+	for _, j := range keep {
+		c = append(c, cg[0][j])
+	}
+	for _, g := range bg {
+		for _, j := range keep {
+			b = append(b, g[j])
+		}
+	}
+	return c, b, nil
 }
 
 // maxPoints is the most evaluation instants asked of a source in one range

@@ -443,3 +443,44 @@ func TestSeasonalCalibrationBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestPairedSeasons: a seasonal KPI's canary and season are read on the
+// step grid and only the steps with a value on both sides are kept, so a
+// gap in the canary and one at another step of the season do not shift
+// the pairs.
+func TestPairedSeasons(t *testing.T) {
+	day := 24 * time.Hour
+	from := t0.Add(-day - time.Hour)
+	n := int((day+2*time.Hour)/step) + 1
+	v := func(i int) float64 {
+		ts := from.Add(time.Duration(i) * step)
+		j := int(ts.Sub(t0) / step) // the canary's step, 1 … 12
+		if ts.After(t0) {
+			if j == 3 {
+				return math.NaN()
+			}
+			return 1000 + float64(j)
+		}
+		j = int(ts.Sub(t0.Add(-day)) / step)
+		if j == 5 {
+			return math.NaN()
+		}
+		return 2000 + float64(j)
+	}
+	src := store(t, series(from, n, v, "__name__", "x"))
+	a := rules.Analysis{Baseline: rules.BaselineSeasonal, Season: day, Seasons: 1, Step: step}
+	canary, seasons := Spans(a, t0, t0.Add(time.Hour))
+	c, b, err := paired(context.Background(), src, "x", "x", step, canary, seasons)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c) != 10 || len(b) != 10 {
+		t.Fatalf("%d canary and %d season values, want 10 each: %v %v", len(c), len(b), c, b)
+	}
+	for i := range c {
+		j := c[i] - 1000
+		if j == 3 || j == 5 || b[i]-2000 != j {
+			t.Errorf("pair %d: canary step %v with season step %v", i, j, b[i]-2000)
+		}
+	}
+}

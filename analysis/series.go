@@ -2,8 +2,6 @@ package analysis
 
 import (
 	"context"
-	"fmt"
-	"math"
 	"time"
 
 	"github.com/immune-project/immune/collector"
@@ -89,19 +87,8 @@ func sideSeries(ctx context.Context, src collector.Source, f *rules.File, rk *ru
 
 func samples(ctx context.Context, src collector.Source, query string, step time.Duration, spans []Span, shift time.Duration) ([]collector.Sample, error) {
 	var out []collector.Sample
-	for _, s := range split(spans, step) {
-		m, _, err := src.QueryRange(ctx, query, s.From, s.To, step)
-		if err != nil {
-			return nil, fmt.Errorf("query %s: %w", query, err)
-		}
-		if len(m) != 1 {
-			return nil, fmt.Errorf("query %s: %d series, want 1", query, len(m))
-		}
-		for _, p := range m[0].Samples {
-			if !math.IsNaN(p.V) && !math.IsInf(p.V, 0) {
-				out = append(out, collector.Sample{T: p.T.Add(shift), V: p.V})
-			}
-		}
-	}
-	return out, nil
+	err := rangeSamples(ctx, src, query, step, query, spans, func(_ int, p collector.Sample) {
+		out = append(out, collector.Sample{T: p.T.Add(shift), V: p.V})
+	})
+	return out, err
 }

@@ -114,7 +114,11 @@ func (s *seasonalRun) run(x []float64, q, season, seasons, window int, bad Direc
 	for j := 1; j <= window; j++ {
 		s.col = s.col[:0]
 		for k := 1; k <= seasons; k++ {
-			s.col = append(s.col, x[q+j-k*season])
+			v := x[q+j-k*season]
+			if math.IsNaN(v) {
+				return nil // a sorted NaN would not reach the median
+			}
+			s.col = append(s.col, v)
 		}
 		v := x[q+j] - medianOf(s.col)
 		if math.IsNaN(v) {

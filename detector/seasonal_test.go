@@ -122,6 +122,36 @@ func TestCalibrateSeasonalPlacebos(t *testing.T) {
 	}
 }
 
+// TestCalibrateSeasonalGaps: a step without a value leaves out every
+// placebo that touches it, as its window or as one of its seasons.
+func TestCalibrateSeasonalGaps(t *testing.T) {
+	const season, window = 10, 4
+	for _, seasons := range []int{1, 2, 3, 4} {
+		h := normals(9, 200, 0, 1)
+		full := CalibrateSeasonal(h, season, seasons, window, Increase, 0)
+		gap := 120
+		h[gap] = math.NaN()
+		c := CalibrateSeasonal(h, season, seasons, window, Increase, 0)
+		// Placebos q (window q+1 … q+window, seasons k·season earlier)
+		// touching the gap.
+		touched := 0
+		for q := seasons*season - 1; q <= len(h)-seasons*season-window-1; q++ {
+			hit := false
+			for j := 1; j <= window; j++ {
+				for k := 0; k <= seasons; k++ {
+					hit = hit || q+j-k*season == gap
+				}
+			}
+			if hit {
+				touched++
+			}
+		}
+		if full.N()-c.N() != touched {
+			t.Errorf("seasons %d: %d placebos left out, want %d", seasons, full.N()-c.N(), touched)
+		}
+	}
+}
+
 // seasonalSeries is a daily cycle of period steps and amplitude 10 with
 // AR(1) noise of coefficient phi and unit innovations.
 func seasonalSeries(r *rand.Rand, n, period int, phi float64) []float64 {

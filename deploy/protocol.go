@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // This file is the ZooKeeper protocol of docs/zookeeper.md in types: the
@@ -72,13 +73,19 @@ func (l Layout) Validate() error {
 }
 
 // ValidName reports whether s can be one path element (a service, a
-// deploy id, an instance): not empty, no "/", not "." or "..", printable.
+// deploy id, an instance): not empty, at most 255 bytes, no "/", not "."
+// or "..", valid UTF-8 without the characters ZooKeeper refuses in a
+// path: the controls U+0000-U+001F and U+007F-U+009F, U+D800-U+F8FF,
+// U+FFF0-U+FFFF, and everything past U+FFFF (ZooKeeper checks the
+// UTF-16 units, where those are surrogates).
 func ValidName(s string) bool {
-	if s == "" || s == "." || s == ".." || len(s) > 255 {
+	if s == "" || s == "." || s == ".." || len(s) > 255 || !utf8.ValidString(s) {
 		return false
 	}
 	for _, r := range s {
-		if r == '/' || r < 0x20 || r == 0x7f {
+		switch {
+		case r == '/', r < 0x20, r >= 0x7f && r <= 0x9f,
+			r >= 0xd800 && r <= 0xf8ff, r >= 0xfff0:
 			return false
 		}
 	}

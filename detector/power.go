@@ -135,10 +135,20 @@ func minDetectable(kv *KPIVerdict, k KPI) float64 {
 	return (crit + zPower) * sigma * math.Sqrt(math.Pi*(nc+nb+1)/(3*nc*nb))
 }
 
-// critical is the smallest window maximum whose p-value is at most a.
+// critical is the smallest window maximum whose p-value (P: the larger of
+// the placebos' and the i.i.d. null's) is at most a.
 func (c Calibration) critical(a float64) float64 {
-	n := len(c.Maxima)
-	// P(m) = (1 + #{≥ m})/(n+1) ≤ a needs #{≥ m} ≤ a(n+1) − 1 =: r.
+	crit := criticalOf(c.Maxima, a)
+	if len(c.IID) > 0 {
+		crit = math.Max(crit, criticalOf(c.IID, a))
+	}
+	return crit
+}
+
+// criticalOf is the smallest m with (1 + #{sorted ≥ m})/(n+1) ≤ a.
+func criticalOf(sorted []float64, a float64) float64 {
+	n := len(sorted)
+	// (1 + #{≥ m})/(n+1) ≤ a needs #{≥ m} ≤ a(n+1) − 1 =: r.
 	r := int(math.Floor(a*float64(n+1)+1e-9)) - 1
 	if r < 0 {
 		return math.Inf(1)
@@ -147,7 +157,7 @@ func (c Calibration) critical(a float64) float64 {
 		return math.Inf(-1)
 	}
 	// m just above the (r+1)-th largest maximum.
-	return math.Nextafter(c.Maxima[n-1-r], math.Inf(1))
+	return math.Nextafter(sorted[n-1-r], math.Inf(1))
 }
 
 // robustScale is 1.4826 × the median absolute deviation, or the standard

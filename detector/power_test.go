@@ -83,4 +83,11 @@ func TestCalibrationCritical(t *testing.T) {
 			t.Errorf("critical(%v) = %v is not the boundary: P = %v", tt.a, got, c.P(got))
 		}
 	}
+	// Where the i.i.d. null is the stricter, it sets the boundary, as it
+	// does in P.
+	c.IID = []float64{5, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27} // n = 19
+	got := c.critical(0.1)
+	if got != math.Nextafter(26, 27) || c.P(got) > 0.1 || c.P(math.Nextafter(got, 0)) <= 0.1 {
+		t.Errorf("with the i.i.d. null: critical(0.1) = %v, P = %v", got, c.P(got))
+	}
 }

@@ -30,8 +30,9 @@ type Transport interface {
 }
 
 // StateWriter is implemented by transports that record the deploy's
-// state (done, reverted, …) where immune reads it: ZooKeeper does;
-// immune's HTTP API has no endpoint for it.
+// state (promoting, done, reverting, reverted, abandoned) where immune
+// reads it: both ZooKeeper (the deploy znode) and the HTTP API (POST
+// /api/v1/deploys/{id}/state) do.
 type StateWriter interface {
 	SetState(ctx context.Context, rec deploy.DeployRecord) error
 }

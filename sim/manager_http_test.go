@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,6 +96,27 @@ func fakeAPI(t *testing.T, v *memView) *httptest.Server {
 		v.tests[id][s.Instance] = s
 		v.mu.Unlock()
 		w.WriteHeader(http.StatusCreated)
+	}))
+	mux.HandleFunc("POST /api/v1/deploys/{id}/state", auth(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		var body struct {
+			State string `json:"state"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.State == "" {
+			fail(w, http.StatusBadRequest, "want {\"state\": …}")
+			return
+		}
+		if !known(w, id) {
+			return
+		}
+		v.mu.Lock()
+		rec := v.deploys[id]
+		rec.State = body.State
+		v.deploys[id] = rec
+		v.states[id] = append(v.states[id], body.State)
+		v.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(rec)
 	}))
 	mux.HandleFunc("GET /api/v1/deploys/{id}", auth(func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
@@ -205,10 +227,18 @@ func TestManagerHTTP(t *testing.T) {
 				t.Fatalf("versions %v, want all on %s", versions(f), tc.wantOn)
 			}
 			v.mu.Lock()
-			stored, groups := v.deploys[id], len(v.grps[id])
+			stored, groups, states := v.deploys[id], len(v.grps[id]), append([]string(nil), v.states[id]...)
 			v.mu.Unlock()
 			if stored.Version != tc.version || stored.PreviousVersion != "v1" || groups == 0 {
 				t.Fatalf("immune got %+v and %d groups", stored, groups)
+			}
+			// immune is told every state after running, ending with the final one.
+			wantStates := []string{deploy.StatePromoting, deploy.StateDone}
+			if tc.wantState == deploy.StateReverted {
+				wantStates = []string{deploy.StateReverting, deploy.StateReverted}
+			}
+			if stored.State != tc.wantState || len(states) < 2 || !slices.Equal(states[len(states)-2:], wantStates) {
+				t.Fatalf("immune was told the states %v (record %s), want them to end with %v", states, stored.State, wantStates)
 			}
 			if tc.webhook {
 				if r := tr.Reverted(id); r == nil || r.Reason == "" {

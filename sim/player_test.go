@@ -195,6 +195,7 @@ type memView struct {
 	tests   map[string]map[string]deploy.SelfTestRecord
 	verdict map[string]*deploy.VerdictRecord
 	revert  map[string]*deploy.RevertRecord
+	states  map[string][]string // the states posted over HTTP, in order
 	// onRevert, when set, delivers the revert (the webhook trigger)
 	// instead of storing it for GET.
 	onRevert func(deploy.RevertRecord) error
@@ -204,7 +205,7 @@ type memView struct {
 func newMemView() *memView {
 	return &memView{deploys: map[string]deploy.DeployRecord{}, grps: map[string][]deploy.GroupRecord{},
 		tests: map[string]map[string]deploy.SelfTestRecord{}, verdict: map[string]*deploy.VerdictRecord{},
-		revert: map[string]*deploy.RevertRecord{}}
+		revert: map[string]*deploy.RevertRecord{}, states: map[string][]string{}}
 }
 
 func (m *memView) groups() ([]deploy.GroupRecord, error) {

@@ -18,7 +18,10 @@ import (
 	"github.com/immune-project/immune/internal/bearer"
 )
 
-var _ Transport = (*HTTPTransport)(nil)
+var (
+	_ Transport   = (*HTTPTransport)(nil)
+	_ StateWriter = (*HTTPTransport)(nil)
+)
 
 // HTTPOptions configure an HTTPTransport.
 type HTTPOptions struct {
@@ -124,6 +127,11 @@ func (t *HTTPTransport) StartGroup(ctx context.Context, _, id string, g deploy.G
 // SelfTest posts to POST /api/v1/deploys/{id}/selftest.
 func (t *HTTPTransport) SelfTest(ctx context.Context, _, id string, r deploy.SelfTestRecord) error {
 	return t.do(ctx, http.MethodPost, "/api/v1/deploys/"+url.PathEscape(id)+"/selftest", r, nil)
+}
+
+// SetState posts rec.State to POST /api/v1/deploys/{id}/state.
+func (t *HTTPTransport) SetState(ctx context.Context, rec deploy.DeployRecord) error {
+	return t.do(ctx, http.MethodPost, "/api/v1/deploys/"+url.PathEscape(rec.ID)+"/state", map[string]string{"state": rec.State}, nil)
 }
 
 // Status reads GET /api/v1/deploys/{id} and adds a revert received at

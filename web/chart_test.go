@@ -88,7 +88,11 @@ func TestFormats(t *testing.T) {
 		{num(3.1), "3.1"}, {num(2.4123), "2.412"}, {num(212), "212"}, {num(-0.69), "−0.69"}, {num(0.00012), "0.00012"},
 		{num(1234567), "1.23e+06"}, {num(math.NaN()), "—"}, {num(0), "0"}, {num(12345.6), "12346"},
 		{signed(6), "+6"}, {signed(-3), "−3"}, {signed(0), "0"},
-		{pval(0.0004), "0.0004"}, {pval(0.005), "0.005"}, {pval(3.2e-7), "3.2e-07"}, {pval(1), "1"}, {pval(math.NaN()), "—"},
+		{pval(0.0004, 0.005), "0.0004"}, {threshold(0.0004, 0.005), "0.005"}, {pval(3.2e-7, 0.005), "3.2e-07"}, {pval(1, 0.005), "1"},
+		{pval(math.NaN(), math.NaN()), "—"}, {threshold(math.NaN(), math.NaN()), "—"}, {threshold(0.2, math.NaN()), "—"},
+		// Different numbers never read the same: 4 fixed decimals printed
+		// both of these as 0.0005.
+		{pval(0.00049, 0.0005), "0.00049"}, {threshold(0.00049, 0.0005), "0.0005"},
 		{duration(45 * time.Second), "45s"}, {duration(25 * time.Minute), "25m"}, {duration(25*time.Minute + 10*time.Second), "25m10s"},
 		{duration(62 * time.Minute), "1h02m"}, {duration(-time.Minute), "-1m"},
 		{slug("latency p99/GET"), "latency-p99-get"},

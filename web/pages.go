@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/immune-project/immune/detector"
 )
 
 //go:embed templates/*.html templates/style.css
@@ -263,9 +265,10 @@ func slug(s string) string {
 }
 
 var funcs = template.FuncMap{
-	"num":    num,
-	"signed": signed,
-	"pval":   pval,
+	"num":       num,
+	"signed":    signed,
+	"pval":      pval,
+	"threshold": threshold,
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -307,17 +310,26 @@ func signed(v float64) string {
 	return num(v)
 }
 
-// pval prints a p-value or a threshold.
-func pval(p float64) string {
-	switch {
-	case math.IsNaN(p):
-		return "—"
-	case p > 0 && p < 1e-4:
-		return strconv.FormatFloat(p, 'e', 1, 64)
+// pval prints a KPI's p-value p beside its threshold t as the verdict
+// sentences do (detector.FormatPair): with the digits that tell them apart.
+func pval(p, t float64) string {
+	ps, _ := pvalPair(p, t)
+	return ps
+}
+
+// threshold prints the threshold t beside the p-value p, as pval does.
+func threshold(p, t float64) string {
+	_, ts := pvalPair(p, t)
+	return ts
+}
+
+func pvalPair(p, t float64) (string, string) {
+	ps, ts := detector.FormatPair(p, t)
+	if math.IsNaN(p) {
+		ps = "—"
 	}
-	s := strconv.FormatFloat(p, 'f', 4, 64)
-	if strings.Contains(s, ".") {
-		s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	if math.IsNaN(t) {
+		ts = "—"
 	}
-	return s
+	return ps, ts
 }

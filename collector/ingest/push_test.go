@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -128,6 +129,48 @@ func TestPushOpenMetricsAndProtobuf(t *testing.T) {
 		`jobs_total{kind="a"}`:      {3},
 		`queue_depth{queue="mail"}`: {17},
 	})
+}
+
+// An OpenMetrics push is parsed as a scrape parses it: timestamps in
+// seconds, exemplars and _created series left out, and a thousand series
+// in a few megabytes (expfmt's OpenMetrics decoder took over 300 MB).
+func TestPushOpenMetricsParser(t *testing.T) {
+	e := setup(t, ingest.Options{})
+	var sb strings.Builder
+	sb.WriteString("# TYPE om_jobs counter\n")
+	sb.WriteString("om_jobs_total{kind=\"old\"} 5 " + strconv.FormatFloat(float64(ms(now.Add(-time.Minute)))/1000, 'f', 3, 64) + " # {trace=\"x\"} 1\n")
+	sb.WriteString("om_jobs_created{kind=\"old\"} 1700000000\n")
+	sb.WriteString("# TYPE om_wide gauge\n")
+	for i := range 1000 {
+		sb.WriteString("om_wide{i=\"" + strconv.Itoa(i) + "\"} " + strconv.Itoa(i) + "\n")
+	}
+	sb.WriteString("# EOF\n")
+	h := http.Header{"Content-Type": {"application/openmetrics-text; version=1.0.0"}}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	code, resp, _ := e.post(t, "/api/v1/push", h, []byte(sb.String()))
+	runtime.ReadMemStats(&after)
+	if code != http.StatusNoContent {
+		t.Fatalf("HTTP %d: %s", code, resp)
+	}
+	if mb := (after.TotalAlloc - before.TotalAlloc) >> 20; mb > 64 {
+		t.Errorf("a 1000-series OpenMetrics push allocated %d MB", mb)
+	}
+	e.want(t, `{__name__=~"om_jobs.*"}`, map[string][]float64{`om_jobs_total{kind="old"}`: {5}})
+	v, _, err := e.store.Query(t.Context(), `timestamp(om_jobs_total)`, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(v) != 1 || v[0].Sample.V != float64(now.Add(-time.Minute).Unix()) {
+		t.Errorf("timestamp %v, want %v (OpenMetrics timestamps are seconds)", v, now.Add(-time.Minute).Unix())
+	}
+	if got := len(e.values(t, "om_wide")); got != 1000 {
+		t.Errorf("%d om_wide series, want 1000", got)
+	}
+	// OpenMetrics ends with # EOF.
+	if code, resp, _ := e.post(t, "/api/v1/push", h, []byte("om_cut 1\n")); code != http.StatusBadRequest {
+		t.Errorf("without # EOF: HTTP %d: %s, want 400", code, resp)
+	}
 }
 
 // curl --data-binary sends application/x-www-form-urlencoded: the text

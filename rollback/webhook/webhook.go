@@ -18,11 +18,11 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/immune-project/immune/internal/bearer"
 	"github.com/immune-project/immune/rollback"
 )
 
@@ -87,7 +87,10 @@ func validHeader(h string) bool {
 
 // Options of New.
 type Options struct {
-	// Client sends the requests; a client of its own when nil.
+	// Client sends the requests; when nil, a client of its own that
+	// follows no redirect (a 3xx is a rejection: following a 302 or 303
+	// would turn the POST into a GET, and send the auth header to another
+	// URL).
 	Client *http.Client
 	// Logger receives retries; discard when nil.
 	Logger *slog.Logger
@@ -129,7 +132,7 @@ func New(cfg Config, opts Options) (*Trigger, error) {
 	}
 	t := &Trigger{cfg: cfg, url: cfg.URL, client: opts.Client, log: opts.Logger, m: opts.Metrics}
 	if t.client == nil {
-		t.client = &http.Client{}
+		t.client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -226,24 +229,17 @@ func (t *Trigger) revert(parent context.Context, req rollback.Request) (rollback
 	}
 }
 
-var errAuthFile = errors.New("auth file")
+var errAuthFile = errors.New("auth_file")
 
 // attempt sends one request; it returns the status, a bounded excerpt
 // of an error body, and the secret sent (for redaction).
 func (t *Trigger) attempt(ctx context.Context, id string, body []byte) (status int, detail, secret string, err error) {
 	if t.cfg.AuthFile != "" {
-		b, rerr := os.ReadFile(t.cfg.AuthFile)
+		b, rerr := bearer.Read(t.cfg.AuthFile)
 		if rerr != nil {
-			var pe *os.PathError
-			if errors.As(rerr, &pe) {
-				rerr = pe.Err
-			}
-			return 0, "", "", fmt.Errorf("%w %s: %v", errAuthFile, t.cfg.AuthFile, rerr)
+			return 0, "", "", fmt.Errorf("%w: %w", errAuthFile, rerr)
 		}
-		secret = strings.TrimSpace(string(b))
-		if secret == "" {
-			return 0, "", "", fmt.Errorf("%w %s is empty", errAuthFile, t.cfg.AuthFile)
-		}
+		secret = string(b)
 	}
 	actx, cancel := context.WithTimeout(ctx, t.cfg.Timeout)
 	defer cancel()
@@ -263,8 +259,11 @@ func (t *Trigger) attempt(ctx context.Context, id string, body []byte) (status i
 	defer resp.Body.Close()
 	excerpt, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	if loc := resp.Header.Get("Location"); resp.StatusCode >= 300 && resp.StatusCode < 400 && loc != "" {
+		detail = " (redirect to " + redactURL(loc) + ", not followed)"
+	}
 	if resp.StatusCode >= 300 && len(bytes.TrimSpace(excerpt)) > 0 {
-		detail = ": " + strings.TrimSpace(string(excerpt))
+		detail += ": " + strings.TrimSpace(string(excerpt))
 	}
 	return resp.StatusCode, detail, secret, nil
 }

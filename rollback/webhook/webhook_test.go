@@ -316,6 +316,70 @@ func TestSecretNeverLeaks(t *testing.T) {
 	}
 }
 
+// TestRedirectNotFollowed: a 3xx is a rejection: the request is not
+// re-sent (a 302 or 303 would turn the POST into a GET that a 200 would
+// make a revert done) and the auth header goes nowhere else.
+func TestRedirectNotFollowed(t *testing.T) {
+	const secret = "tok-r3d1r3ct"
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu     sync.Mutex
+		landed []string
+	)
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		mu.Lock()
+		landed = append(landed, req.Method+" "+req.Header.Get("X-Revert-Token"))
+		mu.Unlock()
+	}))
+	defer target.Close()
+	for i, code := range []int{http.StatusFound, http.StatusSeeOther, http.StatusTemporaryRedirect} {
+		src := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			http.Redirect(w, req, target.URL+"/elsewhere", code)
+		}))
+		cfg := fast(src.URL)
+		cfg.AuthFile, cfg.AuthHeader = file, "X-Revert-Token"
+		res, err := newTrigger(t, cfg, webhook.Options{}).Revert(context.Background(), rollbacktest.Request(rollbacktest.Deploy(t, i+1)))
+		src.Close()
+		if !errors.Is(err, rollback.ErrRejected) || res.Reverted || res.Attempts != 1 || !strings.Contains(res.Detail, "redirect to "+target.URL+"/elsewhere") {
+			t.Errorf("HTTP %d: result %+v, err %v; want a rejection naming the redirect", code, res, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(landed) > 0 {
+		t.Errorf("redirects followed: %q", landed)
+	}
+}
+
+// TestAuthFileError: an auth file that cannot be read, or is empty, is
+// a rejection named after the file, counted as an error.
+func TestAuthFileError(t *testing.T) {
+	r := newReceiver(t)
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
+	if err := os.WriteFile(empty, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	for i, file := range []string{filepath.Join(dir, "missing"), empty} {
+		cfg := fast(r.srv.URL)
+		cfg.AuthFile = file
+		_, err := newTrigger(t, cfg, webhook.Options{Metrics: rollback.NewMetrics(reg)}).Revert(context.Background(), rollbacktest.Request(rollbacktest.Deploy(t, i+1)))
+		if !errors.Is(err, rollback.ErrRejected) || !strings.Contains(err.Error(), "auth_file") || !strings.Contains(err.Error(), file) {
+			t.Errorf("%s: %v", file, err)
+		}
+	}
+	if r.n() != 0 {
+		t.Errorf("%d requests sent without the auth header", r.n())
+	}
+	if n := attempts(t, reg, "error"); n != 2 {
+		t.Errorf("error attempts counted: %v, want 2", n)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  webhook.Config

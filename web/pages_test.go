@@ -203,3 +203,18 @@ func BenchmarkReportPage(b *testing.B) {
 		}
 	}
 }
+
+func TestPValueAndThresholdTellApart(t *testing.T) {
+	// Four fixed decimals printed both as 0.0005, a fail that read as p = threshold.
+	s := &fakeStore{reports: []web.Report{{
+		DeploySummary: web.DeploySummary{ID: "close", Service: "checkout", Version: "v2", Start: deployAt, Verdict: web.VerdictFail, Decided: decideAt},
+		KPIs: []web.KPIReport{{Name: "conversion", Verdict: web.VerdictFail, P: 0.00049, Threshold: 0.0005}},
+	}}}
+	srv := serve(t, s, web.Options{})
+	_, body := get(t, srv.URL+"/deploys/close")
+	for _, w := range []string{`<td class="num">0.00049</td>`, `<td class="num">0.0005</td>`} {
+		if !strings.Contains(body, w) {
+			t.Errorf("page lacks %q", w)
+		}
+	}
+}

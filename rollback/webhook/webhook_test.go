@@ -364,10 +364,11 @@ func TestAuthFileError(t *testing.T) {
 		t.Fatal(err)
 	}
 	reg := prometheus.NewPedanticRegistry()
+	m := rollback.NewMetrics(reg)
 	for i, file := range []string{filepath.Join(dir, "missing"), empty} {
 		cfg := fast(r.srv.URL)
 		cfg.AuthFile = file
-		_, err := newTrigger(t, cfg, webhook.Options{Metrics: rollback.NewMetrics(reg)}).Revert(context.Background(), rollbacktest.Request(rollbacktest.Deploy(t, i+1)))
+		_, err := newTrigger(t, cfg, webhook.Options{Metrics: m}).Revert(context.Background(), rollbacktest.Request(rollbacktest.Deploy(t, i+1)))
 		if !errors.Is(err, rollback.ErrRejected) || !strings.Contains(err.Error(), "auth_file") || !strings.Contains(err.Error(), file) {
 			t.Errorf("%s: %v", file, err)
 		}

@@ -213,7 +213,14 @@ type iidKey struct {
 	bad              Direction
 }
 
-var iidCache sync.Map // iidKey → []float64
+var iidCache sync.Map // iidKey → func() []float64 (sync.OnceValue)
+
+// cachedIID returns the simulated maxima of key, computing them once per
+// process however many deploys ask at the same time.
+func cachedIID(key iidKey, simulate func() []float64) []float64 {
+	f, _ := iidCache.LoadOrStore(key, sync.OnceValue(simulate))
+	return f.(func() []float64)()
+}
 
 // IIDMaxima returns the sorted window maxima of the statistic (the
 // running maximum of the oriented Mann-Whitney z of a growing canary of
@@ -226,10 +233,12 @@ func IIDMaxima(lookback, window int, bad Direction) []float64 {
 	if lookback < 1 || window < 1 {
 		return nil
 	}
-	key := iidKey{lookback, window, bad}
-	if v, ok := iidCache.Load(key); ok {
-		return v.([]float64)
-	}
+	return cachedIID(iidKey{lookback, window, bad}, func() []float64 {
+		return simulateIID(lookback, window, bad)
+	})
+}
+
+func simulateIID(lookback, window int, bad Direction) []float64 {
 	r := rand.New(rand.NewPCG(uint64(lookback), uint64(window)<<8|uint64(bad)))
 	base := make([]float64, lookback)
 	canary := make([]float64, window)
@@ -250,8 +259,7 @@ func IIDMaxima(lookback, window int, bad Direction) []float64 {
 		out[i] = m
 	}
 	sort.Float64s(out)
-	v, _ := iidCache.LoadOrStore(key, out)
-	return v.([]float64)
+	return out
 }
 
 // MinP is the smallest p-value the calibration can give: 1/(N+1).

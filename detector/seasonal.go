@@ -205,10 +205,12 @@ func orient(z float64, bad Direction) float64 {
 // maxima over IIDSimulations windows of independent uniform values,
 // sorted, seeded by the sizes, cached.
 func iidSeasonalMaxima(seasons, window int, bad Direction) []float64 {
-	key := iidKey{lookback: -seasons, window: window, bad: bad}
-	if v, ok := iidCache.Load(key); ok {
-		return v.([]float64)
-	}
+	return cachedIID(iidKey{lookback: -seasons, window: window, bad: bad}, func() []float64 {
+		return simulateSeasonalIID(seasons, window, bad)
+	})
+}
+
+func simulateSeasonalIID(seasons, window int, bad Direction) []float64 {
 	r := rand.New(rand.NewPCG(uint64(seasons)<<32|0x5ea5, uint64(window)<<8|uint64(bad)))
 	// One season of window values per earlier season, then the window:
 	// x holds them as the history would, season = window.
@@ -227,6 +229,5 @@ func iidSeasonalMaxima(seasons, window int, bad Direction) []float64 {
 		out[i] = m
 	}
 	sort.Float64s(out)
-	v, _ := iidCache.LoadOrStore(key, out)
-	return v.([]float64)
+	return out
 }

@@ -156,11 +156,18 @@ func (t *Trigger) run(parent context.Context, req rollback.Request) (rollback.Re
 	res.Output = out.String()
 	elapsed := time.Since(start).Round(time.Millisecond)
 	name := t.cfg.Command[0]
+	// Exit status 0 with a child of the command still holding its output
+	// open: Run gives up on the output after WaitDelay (ErrWaitDelay),
+	// but the command succeeded: the revert is done.
+	lingering := errors.Is(err, exec.ErrWaitDelay) && cmd.ProcessState != nil && cmd.ProcessState.Success()
 	switch {
-	case err == nil:
+	case err == nil || lingering:
 		t.m.Attempt(Name, "ok")
 		res.Reverted, res.Detail = true, fmt.Sprintf("%s exited 0 after %v", name, elapsed)
-		t.log.Info("revert command", "deploy", id, "command", name, "exit", 0, "elapsed", elapsed)
+		if lingering {
+			res.Detail += fmt.Sprintf("; output after that not kept (a child process held it open for more than %v)", cmd.WaitDelay)
+		}
+		t.log.Info("revert command", "deploy", id, "command", name, "exit", 0, "elapsed", elapsed, "output_cut", lingering)
 		return res, nil
 	case parent.Err() != nil:
 		t.m.Attempt(Name, "canceled")

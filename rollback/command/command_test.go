@@ -210,6 +210,19 @@ func TestExitStatus(t *testing.T) {
 	}
 }
 
+// TestBackgroundChild: a command that exits 0 leaving a child that holds
+// its output open has reverted; its output up to then is kept.
+func TestBackgroundChild(t *testing.T) {
+	tr := newTrigger(t, command.Config{Command: []string{"/bin/sh", "-c", "echo reverting; sleep 3 & exit 0"}})
+	res, err := tr.Revert(context.Background(), rollbacktest.Request(rollbacktest.Deploy(t, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Reverted || !strings.Contains(res.Output, "reverting") || !strings.Contains(res.Detail, "exited 0") || !strings.Contains(res.Detail, "child process") {
+		t.Errorf("result %+v", res)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  command.Config

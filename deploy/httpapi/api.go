@@ -561,11 +561,11 @@ func ParseDeploy(body []byte) (deploy.DeployRecord, error) {
 	}
 	switch {
 	case rec.ID != "" && !deploy.ValidName(rec.ID):
-		return rec, field("id", "%q is not a valid name (no /, not . or .., printable, at most 255 bytes)", rec.ID)
+		return rec, field("id", "%q is not a valid name (%s)", rec.ID, nameRule)
 	case rec.Service == "":
 		return rec, field("service", "missing")
 	case !deploy.ValidName(rec.Service):
-		return rec, field("service", "%q is not a valid name (no /, not . or .., printable, at most 255 bytes)", rec.Service)
+		return rec, field("service", "%q is not a valid name (%s)", rec.Service, nameRule)
 	case strings.TrimSpace(rec.Version) == "":
 		return rec, field("version", "missing")
 	}
@@ -579,6 +579,9 @@ func ParseDeploy(body []byte) (deploy.DeployRecord, error) {
 	}
 	return rec, nil
 }
+
+// nameRule is deploy.ValidName's rule, for the answers.
+const nameRule = "no /, not . or .., at most 255 bytes of UTF-8 without control characters nor others ZooKeeper refuses in paths"
 
 const stateWant = "want running, promoting, done, reverting, reverted or abandoned"
 

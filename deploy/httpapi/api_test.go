@@ -186,6 +186,21 @@ immune_deploy_events_total{kind="started",source="http"} 2
 	}
 }
 
+// TestPostDeployName: an id or service ZooKeeper could not take as a
+// path element is refused, naming the field.
+func TestPostDeployName(t *testing.T) {
+	f := newFixture(t, httpapi.Options{})
+	for _, tt := range []struct{ body, want string }{
+		{`{"id":"d\u0085","service":"s","version":"v"}`, `field id: \"d\\u0085\" is not a valid name`},
+		{`{"service":"s\uffff","version":"v"}`, `field service: \"s\\uffff\" is not a valid name`},
+		{"{\"service\":\"s\xff\",\"version\":\"v\"}", `field service: \"s` + "\ufffd" + `\" is not a valid name`}, // invalid UTF-8 decodes to U+FFFD
+	} {
+		if code, body := f.do("POST", "/api/v1/deploys", tt.body); code != 400 || !strings.Contains(body, tt.want) {
+			t.Errorf("%q: %d %s, want 400 with %s", tt.body, code, body, tt.want)
+		}
+	}
+}
+
 // counter finds one series of a counter vector by its reason or kind label.
 func counter(t *testing.T, reg *prometheus.Registry, name, label string) prometheus.Collector {
 	t.Helper()

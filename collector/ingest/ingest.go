@@ -120,7 +120,9 @@ type Options struct {
 	Now func() time.Time
 	// SeriesCacheSize is the number of remote-write series whose checked
 	// labels and store reference the receiver remembers (a series sent
-	// again skips decoding, checks and lookup): default
+	// again skips decoding, checks and lookup). Only remote write 1.0
+	// requests of float samples use it (the wire decoder); 2.0 requests
+	// and 1.0 requests with native histograms are decoded in full. Default
 	// DefaultSeriesCacheSize, negative for none. About 200 bytes a
 	// series, plus its labels.
 	SeriesCacheSize int

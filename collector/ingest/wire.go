@@ -108,8 +108,7 @@ func (r *Receiver) decodeSeries(data []byte, c *labelChecker, b *batch, cache ma
 			return wireErr(protowire.ParseError(n))
 		}
 		if group(typ) {
-			b.floats = b.floats[:first]
-			return errFallback
+			return errFallback // the caller resets b
 		}
 		rest = rest[n:]
 		if num >= 1 && num <= 4 && typ != protowire.BytesType {
@@ -158,8 +157,7 @@ func (r *Receiver) decodeSeries(data []byte, c *labelChecker, b *batch, cache ma
 			if err := ex.Unmarshal(msg); err != nil {
 				return wireErr(err)
 			}
-		case 4:
-			b.floats = b.floats[:first]
+		case 4: // native histogram
 			return errFallback
 		}
 	}

@@ -18,7 +18,7 @@ type Set struct {
 	patterns []string
 	mu       sync.RWMutex
 	files    map[string]*File // by service
-	stamp    string           // the files' names, sizes and times, for Changed
+	stamp    string           // the files' names, sizes and times at the last reload, for Changed
 }
 
 // LoadSet loads the rule files named by patterns (files or globs such as
@@ -69,17 +69,21 @@ func (s *Set) Reload() []error {
 		}
 		files[f.Service], from[f.Service] = f, p
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	// The stamp is of the last attempt, failed or not: a broken file is
+	// reported once, not at every check until it is fixed.
+	s.stamp = stamp
 	if len(errs) > 0 {
 		return errs
 	}
-	s.mu.Lock()
-	s.files, s.stamp = files, stamp
-	s.mu.Unlock()
+	s.files = files
 	return nil
 }
 
 // Changed reports whether the files matched by the patterns differ, in
-// names, sizes or modification times, from those last loaded.
+// names, sizes or modification times, from those of the last reload
+// (whether it took or not).
 func (s *Set) Changed() bool {
 	_, stamp, _ := expandPatterns(s.patterns)
 	s.mu.RLock()

@@ -51,6 +51,9 @@ func TestSet(t *testing.T) {
 	if s.For("search") == nil {
 		t.Fatal("a failed reload dropped the rules in force")
 	}
+	if s.Changed() {
+		t.Fatal("a failed reload is retried (and logged again) until the file changes again")
+	}
 
 	// Two files for one service.
 	write(t, b, strings.ReplaceAll(setRule, "%s", "checkout"))

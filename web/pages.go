@@ -168,13 +168,9 @@ func (p *Pages) serveReport(w http.ResponseWriter, r *http.Request) {
 			rp.Explanation = append(rp.Explanation, line)
 		}
 	}
-	decided := rep.Decision
-	if decided.IsZero() {
-		decided = rep.Decided
-	}
 	for i, k := range rep.KPIs {
 		anchor := fmt.Sprintf("%d-%s", i+1, slug(k.Name))
-		rp.KPIs = append(rp.KPIs, kpiView{K: k, Anchor: anchor, Chart: newChart("chart-"+anchor, k, rep.Start, decided, rep.Revert)})
+		rp.KPIs = append(rp.KPIs, kpiView{K: k, Anchor: anchor, Chart: newChart("chart-"+anchor, k, rep.Start, rep.Decided, rep.Revert)})
 	}
 	p.render(w, r, http.StatusOK, p.report, rp)
 }
@@ -212,8 +208,6 @@ func headline(r Report) string {
 			return "FAIL: reverted at " + r.Revert.UTC().Format("15:04 UTC")
 		case r.Shadow:
 			return "FAIL (shadow mode: not reverted)"
-		case r.Reverted:
-			return "FAIL: reverted"
 		}
 		return "FAIL"
 	case VerdictPass:
@@ -222,13 +216,20 @@ func headline(r Report) string {
 		return "INCONCLUSIVE: not enough evidence either way"
 	case VerdictRunning:
 		return "RUNNING: no verdict yet"
+	case VerdictSkipped:
+		return "SKIPPED: not analysed"
 	}
 	return strings.ToUpper(r.Verdict)
 }
 
+// timeToVerdict is how long the verdict took: "running" while there is
+// none yet, "—" when there will be none (skipped) or its time is unknown.
 func timeToVerdict(d DeploySummary) string {
-	if d.Verdict == VerdictRunning || d.Decided.IsZero() {
+	switch {
+	case d.Verdict == VerdictRunning:
 		return "running"
+	case d.Verdict == VerdictSkipped || d.Decided.IsZero():
+		return "—"
 	}
 	return duration(d.Decided.Sub(d.Start))
 }

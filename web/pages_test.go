@@ -208,13 +208,43 @@ func TestPValueAndThresholdTellApart(t *testing.T) {
 	// Four fixed decimals printed both as 0.0005, a fail that read as p = threshold.
 	s := &fakeStore{reports: []web.Report{{
 		DeploySummary: web.DeploySummary{ID: "close", Service: "checkout", Version: "v2", Start: deployAt, Verdict: web.VerdictFail, Decided: decideAt},
-		KPIs: []web.KPIReport{{Name: "conversion", Verdict: web.VerdictFail, P: 0.00049, Threshold: 0.0005}},
+		KPIs:          []web.KPIReport{{Name: "conversion", Verdict: web.VerdictFail, P: 0.00049, Threshold: 0.0005}},
 	}}}
 	srv := serve(t, s, web.Options{})
 	_, body := get(t, srv.URL+"/deploys/close")
 	for _, w := range []string{`<td class="num">0.00049</td>`, `<td class="num">0.0005</td>`} {
 		if !strings.Contains(body, w) {
 			t.Errorf("page lacks %q", w)
+		}
+	}
+}
+
+func TestSkippedDeploy(t *testing.T) {
+	s := &fakeStore{reports: []web.Report{{
+		DeploySummary: web.DeploySummary{ID: "docs-7", Service: "docs", Version: "v7", Start: deployAt, Verdict: web.VerdictSkipped},
+		Reason:        "no rule file for service docs",
+	}}}
+	srv := serve(t, s, web.Options{})
+	_, list := get(t, srv.URL+"/deploys")
+	_, report := get(t, srv.URL+"/deploys/docs-7")
+	for _, tc := range []struct {
+		page, body string
+		want       []string
+		notWant    []string
+	}{
+		{"list", list, []string{`<tr class="row-skipped">`, `class="badge badge-skipped"`, `<td class="mono">—</td>`}, []string{">running<", "not analysed"}},
+		{"report", report, []string{`<div class="headline">SKIPPED: not analysed</div>`, `class="verdict verdict-skipped"`,
+			"no rule file for service docs", "verdict after</dt><dd class=\"mono\">—</dd>"}, []string{">running<", "http-equiv"}},
+	} {
+		for _, w := range tc.want {
+			if !strings.Contains(tc.body, w) {
+				t.Errorf("%s lacks %q", tc.page, w)
+			}
+		}
+		for _, w := range tc.notWant {
+			if strings.Contains(tc.body, w) {
+				t.Errorf("%s has %q", tc.page, w)
+			}
 		}
 	}
 }

@@ -66,12 +66,10 @@ func sampleStore() *fakeStore {
 	failed := web.Report{
 		DeploySummary: web.DeploySummary{
 			ID: "checkout-20261125-0250", Service: "checkout", Version: "v2.4.0", PreviousVersion: "v2.3.9",
-			Author: "ana.lima", Commit: "9f1c2e7", Start: deployAt, Verdict: web.VerdictFail, Decided: decideAt, Reverted: true,
+			Author: "ana.lima", Commit: "9f1c2e7", Start: deployAt, Verdict: web.VerdictFail, Decided: decideAt, Revert: &revert,
 		},
 		Reason:      "conversion fell from 3.1% to 2.41% (effect −0.69 points, 95% CI −0.92 to −0.45), p=0.0004 < 0.005.",
 		Explanation: "latency_p99 and error_ratio show no significant change.\nThe deploy was reverted 20 seconds after the decision.",
-		Decision:    decideAt,
-		Revert:      &revert,
 		GrafanaLinks: []web.Link{
 			{Title: "Checkout overview", URL: "https://grafana.example/d/checkout-main/checkout?from=1795661400000&to=1795665000000"},
 			{Title: "Checkout latency", URL: "https://grafana.example/d/checkout-lat/latency"},

@@ -23,12 +23,19 @@ type Store interface {
 	Report(ctx context.Context, id string) (Report, bool, error)
 }
 
-// Verdicts of a deploy.
+// Verdicts of a deploy (DeploySummary.Verdict) and of a KPI
+// (KPIReport.Verdict). They are also CSS class suffixes: one word each.
 const (
 	VerdictPass         = "pass"
 	VerdictFail         = "fail"
 	VerdictInconclusive = "inconclusive"
-	VerdictRunning      = "running"
+	// VerdictRunning: a deploy under analysis, no verdict yet.
+	VerdictRunning = "running"
+	// VerdictSkipped: a deploy immune did not analyse (no rule file, …);
+	// the report's Reason says why.
+	VerdictSkipped = "skipped"
+	// VerdictPending: a KPI without a result yet.
+	VerdictPending = "pending"
 )
 
 // DeploySummary is one line of the deploy list.
@@ -40,13 +47,16 @@ type DeploySummary struct {
 	Author          string    `json:"author,omitempty"`
 	Commit          string    `json:"commit,omitempty"`
 	Start           time.Time `json:"start"`
-	// Verdict is pass, fail, inconclusive, or running while undecided.
+	// Verdict is pass, fail, inconclusive, running while undecided, or
+	// skipped when not analysed.
 	Verdict string `json:"verdict"`
-	// Decided is when the verdict was reached (zero while running).
+	// Decided is when the verdict was reached (zero while running or
+	// skipped).
 	Decided time.Time `json:"decided,omitzero"`
 	// Shadow: judged in shadow mode, never reverted.
-	Shadow   bool `json:"shadow"`
-	Reverted bool `json:"reverted"`
+	Shadow bool `json:"shadow"`
+	// Revert is when the revert path was pulled; nil when it was not.
+	Revert *time.Time `json:"revert,omitempty"`
 }
 
 // Report is everything the report page shows of a deploy.
@@ -55,12 +65,8 @@ type Report struct {
 	// Reason is the verdict's first sentence.
 	Reason string `json:"reason"`
 	// Explanation is the verdict's other sentences, one per line.
-	Explanation string      `json:"explanation,omitempty"`
-	KPIs        []KPIReport `json:"kpis"`
-	// Decision is the instant of the verdict (zero while running).
-	Decision time.Time `json:"decision,omitzero"`
-	// Revert is when the revert path was pulled, if it was.
-	Revert       *time.Time      `json:"revert,omitempty"`
+	Explanation  string          `json:"explanation,omitempty"`
+	KPIs         []KPIReport     `json:"kpis"`
 	GrafanaLinks []Link          `json:"grafana_links,omitempty"`
 	Events       []TimelineEvent `json:"events,omitempty"`
 }
@@ -71,7 +77,7 @@ type KPIReport struct {
 	// Bad is the direction that is bad: increase, decrease or either.
 	Bad   string `json:"bad"`
 	Query string `json:"query,omitempty"`
-	// Verdict is pass, fail or inconclusive.
+	// Verdict is pass, fail, inconclusive, or pending without a result.
 	Verdict  string `json:"verdict"`
 	Sentence string `json:"sentence"`
 	// P is the KPI's p-value; Threshold what it had to beat to fail.

@@ -35,7 +35,7 @@ func summary(r analysis.Record) web.DeploySummary {
 	v := r.Verdict
 	switch {
 	case r.State == analysis.StateSkipped:
-		v = "not analysed"
+		v = web.VerdictSkipped
 	case v == "pending" || v == "":
 		v = web.VerdictRunning
 	}
@@ -43,9 +43,13 @@ func summary(r analysis.Record) web.DeploySummary {
 	if decided.IsZero() && r.State == analysis.StateDecided {
 		decided = r.Decision.At
 	}
-	return web.DeploySummary{ID: d.ID, Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion,
-		Author: d.Author, Commit: d.Commit, Start: d.Time, Verdict: v, Decided: decided, Shadow: r.Shadow,
-		Reverted: r.Revert != nil && r.Revert.Reverted}
+	sum := web.DeploySummary{ID: d.ID, Service: d.Service, Version: d.Version, PreviousVersion: d.PreviousVersion,
+		Author: d.Author, Commit: d.Commit, Start: d.Time, Verdict: v, Decided: decided, Shadow: r.Shadow}
+	if r.Revert != nil && r.Revert.Reverted {
+		t := r.Revert.At
+		sum.Revert = &t
+	}
+	return sum
 }
 
 func (p pageStore) Report(ctx context.Context, id string) (web.Report, bool, error) {
@@ -59,13 +63,6 @@ func (p pageStore) Report(ctx context.Context, id string) (web.Report, bool, err
 	}
 	if len(r.Explanation) > 1 {
 		rep.Explanation = strings.Join(r.Explanation[1:], "\n")
-	}
-	if r.State == analysis.StateDecided {
-		rep.Decision = rep.Decided
-	}
-	if r.Revert != nil && r.Revert.Reverted {
-		t := r.Revert.At
-		rep.Revert = &t
 	}
 	rep.Events = timeline(r)
 	if g := p.s.cfg.Grafana; g != nil {
@@ -101,7 +98,7 @@ func (p pageStore) Report(ctx context.Context, id string) (web.Report, bool, err
 		}
 		for i := range r.File.KPIs {
 			rk := &r.File.KPIs[i]
-			kr := web.KPIReport{Name: rk.Name, Bad: rk.Bad.String(), Query: rk.Query, Verdict: "pending",
+			kr := web.KPIReport{Name: rk.Name, Bad: rk.Bad.String(), Query: rk.Query, Verdict: web.VerdictPending,
 				P: math.NaN(), Threshold: math.NaN(), CanaryMedian: math.NaN(), BaselineMedian: math.NaN(),
 				Effect: math.NaN(), EffectLow: math.NaN(), EffectHigh: math.NaN(), MDE: math.NaN()}
 			if rk.IsRatio() {

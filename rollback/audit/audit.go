@@ -6,7 +6,10 @@
 // A crash can leave the last line torn (written in part, without its
 // newline): Open reports it (Log.Torn, and a warning in the log) and
 // cuts it off, so the next record starts on a line of its own. Any other
-// line that is not a record is an error naming file:line.
+// line that is not a record is an error naming file:line. A write that
+// fails in part (a full disk) is cut off at once, so the next record does
+// not continue it; when it cannot be, Append refuses every later record,
+// and the next Open cuts the partial one off as torn.
 package audit
 
 import (
@@ -115,9 +118,22 @@ type Log struct {
 	path string
 	log  *slog.Logger
 	mu   sync.Mutex
-	f    *os.File
-	recs []Record
-	torn *LineError
+	f    file
+	size int64 // of the whole records written: where the next one goes
+	// broken is set when a failed write could not be undone: the file
+	// may end in part of a record, and no other is appended after it.
+	broken error
+	recs   []Record
+	torn   *LineError
+}
+
+// file is what the log needs of its *os.File (a test fails its writes).
+type file interface {
+	io.Writer
+	io.Seeker
+	Truncate(size int64) error
+	Sync() error
+	Close() error
 }
 
 // Open opens (creating it if needed) the audit log at path and reads its
@@ -157,6 +173,7 @@ func Open(path string, opts Options) (*Log, error) {
 		f.Close()
 		return nil, fmt.Errorf("seek audit log %s: %w", path, err)
 	}
+	size := int64(good)
 	if good > 0 && data[good-1] != '\n' {
 		if _, err := f.Write([]byte{'\n'}); err != nil {
 			f.Close()
@@ -166,8 +183,9 @@ func Open(path string, opts Options) (*Log, error) {
 			f.Close()
 			return nil, fmt.Errorf("sync audit log %s: %w", path, err)
 		}
+		size++
 	}
-	l.f, l.recs = f, recs
+	l.f, l.size, l.recs = f, size, recs
 	return l, nil
 }
 
@@ -248,14 +266,35 @@ func (l *Log) Append(ctx context.Context, r Record) error {
 	if l.f == nil {
 		return ErrClosed
 	}
+	if l.broken != nil {
+		return l.broken
+	}
 	if _, err := l.f.Write(b); err != nil {
+		// Part of the record may be in the file (a full disk): cut it
+		// off, so that the next record does not continue it and the file
+		// still opens. When that fails too, append nothing more.
+		if uerr := l.undo(); uerr != nil {
+			l.broken = fmt.Errorf("audit log %s unusable since a failed write could not be undone (%w); restart immune to cut the partial record off", l.path, uerr)
+			l.log.Error("audit log: a failed write could not be undone; no more records", "file", l.path, "err", uerr.Error())
+			return fmt.Errorf("write audit log %s: %w; %w", l.path, err, l.broken)
+		}
 		return fmt.Errorf("write audit log %s: %w", l.path, err)
 	}
+	l.size += int64(len(b))
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("sync audit log %s: %w", l.path, err)
 	}
 	l.recs = append(l.recs, r)
 	return nil
+}
+
+// undo cuts the file back to its whole records after a failed write.
+func (l *Log) undo() error {
+	if err := l.f.Truncate(l.size); err != nil {
+		return err
+	}
+	_, err := l.f.Seek(l.size, io.SeekStart)
+	return err
 }
 
 // Records returns every record, oldest first.

@@ -27,11 +27,11 @@ type tick struct {
 }
 
 type marker struct {
-	X      float64
-	Label  string
-	Class  string // deploy, decision, revert
-	LabelY float64
-	Anchor string // start or end: labels near the right edge are drawn to the left
+	X              float64
+	Label          string
+	Class          string // deploy, decision, revert
+	LabelX, LabelY float64
+	Anchor         string // start or end: labels near the right edge are drawn to the left
 }
 
 const (
@@ -112,8 +112,9 @@ func newChart(id string, k KPIReport, deployed, decided time.Time, reverted *tim
 			return
 		}
 		m := marker{X: x(t), Label: label, Class: class, LabelY: c.Top - 6 - float64(len(c.Markers)%2)*12, Anchor: "start"}
+		m.LabelX = m.X + 4
 		if m.X > c.Right-90 {
-			m.Anchor = "end"
+			m.Anchor, m.LabelX = "end", m.X-4
 		}
 		c.Markers = append(c.Markers, m)
 	}
@@ -156,20 +157,21 @@ func niceRange(lo, hi float64, n int) (float64, float64, float64) {
 		}
 		lo, hi = lo-d, hi+d
 	}
-	step := niceNum((hi-lo)/float64(n-1), true)
+	step := niceNum((hi - lo) / float64(n-1))
 	return math.Floor(lo/step) * step, math.Ceil(hi/step) * step, step
 }
 
-func niceNum(x float64, round bool) float64 {
+// niceNum rounds x to the nearest 1, 2 or 5 times a power of ten.
+func niceNum(x float64) float64 {
 	exp := math.Floor(math.Log10(x))
 	f := x / math.Pow(10, exp)
 	var nf float64
 	switch {
-	case round && f < 1.5, !round && f <= 1:
+	case f < 1.5:
 		nf = 1
-	case round && f < 3, !round && f <= 2:
+	case f < 3:
 		nf = 2
-	case round && f < 7, !round && f <= 5:
+	case f < 7:
 		nf = 5
 	default:
 		nf = 10

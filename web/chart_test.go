@@ -70,6 +70,13 @@ func TestChart(t *testing.T) {
 	if c.Markers[2].X != c.Right || c.Markers[2].Anchor != "end" {
 		t.Errorf("revert marker at %v (%s), want %v (end)", c.Markers[2].X, c.Markers[2].Anchor, c.Right)
 	}
+	// Labels sit 4 units off their line, on the side they are anchored to.
+	if m := c.Markers[2]; m.LabelX != m.X-4 {
+		t.Errorf("revert label at %v, want %v", m.LabelX, m.X-4)
+	}
+	if m := c.Markers[0]; m.Anchor != "start" || m.LabelX != m.X+4 {
+		t.Errorf("deploy label at %v (%s), want %v (start)", m.LabelX, m.Anchor, m.X+4)
+	}
 	if c.Baseline[:6] != "M64.0," {
 		t.Errorf("baseline starts %q, want at the left edge", c.Baseline)
 	}

@@ -276,13 +276,12 @@ var funcs = template.FuncMap{
 		}
 		return t.UTC().Format("2006-01-02 15:04:05")
 	},
-	"deref":       func(t *time.Time) time.Time { return *t },
-	"f1":          func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
-	"add":         func(a, b float64) float64 { return a + b },
-	"sub":         func(a, b float64) float64 { return a - b },
-	"half":        func(v float64) float64 { return v / 2 },
-	"pathEscape":  url.PathEscape,
-	"anchorShift": func(anchor string) float64 { return map[string]float64{"start": 4, "end": -4}[anchor] },
+	"deref":      func(t *time.Time) time.Time { return *t },
+	"f1":         func(v float64) string { return strconv.FormatFloat(v, 'f', 1, 64) },
+	"add":        func(a, b float64) float64 { return a + b },
+	"sub":        func(a, b float64) float64 { return a - b },
+	"half":       func(v float64) float64 { return v / 2 },
+	"pathEscape": url.PathEscape,
 }
 
 // num prints a value with about four significant digits.

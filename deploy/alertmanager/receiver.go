@@ -14,6 +14,7 @@ package alertmanager
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -212,8 +213,13 @@ type Result struct {
 
 func (r *Receiver) post(w http.ResponseWriter, req *http.Request) {
 	if ok, err := r.token.Authorize(w, req); !ok {
-		r.metrics.Error(SourceName, "unauthorized")
-		r.log.Warn("alertmanager receiver: refused a notification", "err", err)
+		if errors.Is(err, httpx.ErrUnauthorized) {
+			r.metrics.Error(SourceName, "unauthorized")
+			r.log.Warn("alertmanager receiver: refused a notification", "err", err, "remote", req.RemoteAddr)
+		} else {
+			// Answered 500: the server's fault, not counted as unauthorized.
+			r.log.Error("alertmanager receiver: cannot check the bearer token", "err", err)
+		}
 		return
 	}
 	body, err := httpx.ReadBody(req)

@@ -193,7 +193,8 @@ func TestToken(t *testing.T) {
 	if err := os.WriteFile(f, []byte(secret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	r, url := serve(t, alertmanager.Options{TokenFile: f})
+	reg := prometheus.NewRegistry()
+	r, url := serve(t, alertmanager.Options{TokenFile: f, Registerer: reg})
 	body := payload(alert("firing", "checkout", "a1", "2026-11-25T11:58:00Z"))
 	code, answer := post(t, url, body, "Authorization", "Bearer nope")
 	if code != 401 || strings.Contains(answer, secret) {
@@ -204,6 +205,21 @@ func TestToken(t *testing.T) {
 	}
 	if evs := drain(t, r); len(evs) != 1 {
 		t.Errorf("%d events, want 1", len(evs))
+	}
+	// A token file that went away: 500, not counted as unauthorized.
+	if err := os.Remove(f); err != nil {
+		t.Fatal(err)
+	}
+	if code, answer = post(t, url, body, "Authorization", "Bearer "+secret); code != 500 || strings.Contains(answer, secret) {
+		t.Errorf("missing token file: %d %s", code, answer)
+	}
+	want := `
+# HELP immune_deploy_source_errors_total Problems met by the deploy sources, by source and reason (malformed, zookeeper, persist, unauthorized).
+# TYPE immune_deploy_source_errors_total counter
+immune_deploy_source_errors_total{reason="unauthorized",source="alertmanager"} 1
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "immune_deploy_source_errors_total"); err != nil {
+		t.Error(err)
 	}
 }
 

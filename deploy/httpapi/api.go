@@ -245,13 +245,15 @@ func (a *API) Register(mux *http.ServeMux) {
 // authorize checks the token of a write request.
 func (a *API) authorize(w http.ResponseWriter, r *http.Request) bool {
 	ok, err := a.token.Authorize(w, r)
-	if !ok {
+	switch {
+	case ok:
+	case errors.Is(err, httpx.ErrUnauthorized):
 		a.metrics.Error(SourceName, "unauthorized")
-		if !errors.Is(err, httpx.ErrUnauthorized) {
-			a.log.Error("deploy api: cannot check the bearer token", logErr, err)
-		} else {
-			a.log.Warn("deploy api: request without the right bearer token", "remote", r.RemoteAddr, "path", r.URL.Path)
-		}
+		a.log.Warn("deploy api: request without the right bearer token", "remote", r.RemoteAddr, "path", r.URL.Path)
+	default:
+		// Answered 500: the server's fault, not the request's; logged,
+		// not counted as unauthorized.
+		a.log.Error("deploy api: cannot check the bearer token", logErr, err)
 	}
 	return ok
 }

@@ -74,15 +74,16 @@ func (t Token) Check(r *http.Request) error {
 	return nil
 }
 
-// Authorize checks the token and answers 401 or 500 when it fails; it
-// reports whether the handler may go on.
+// Authorize checks the token and answers 401 (with bearer.Challenge's
+// WWW-Authenticate) or 500 when it fails; it reports whether the handler
+// may go on, and the error: ErrUnauthorized for a 401.
 func (t Token) Authorize(w http.ResponseWriter, r *http.Request) (ok bool, err error) {
 	err = t.Check(r)
 	switch {
 	case err == nil:
 		return true, nil
 	case errors.Is(err, ErrUnauthorized):
-		w.Header().Set("WWW-Authenticate", `Bearer realm="immune"`)
+		bearer.Challenge(w, r)
 		WriteError(w, http.StatusUnauthorized, err.Error())
 	default:
 		WriteError(w, http.StatusInternalServerError, "cannot check the bearer token: see the server's log")

@@ -1,6 +1,7 @@
 package httpx_test
 
 import (
+	"errors"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -93,5 +94,44 @@ func TestToken(t *testing.T) {
 	}
 	if err := (httpx.Token{}).Check(httptest.NewRequest("POST", "/", nil)); err != nil {
 		t.Errorf("no token configured: %v", err)
+	}
+}
+
+// TestAuthorize: 401 with RFC 6750's challenge (error="invalid_token"
+// when a token was presented), 500 when the file cannot be read.
+func TestAuthorize(t *testing.T) {
+	f := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(f, []byte("secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tok := httpx.Token{File: f}
+	for _, tc := range []struct {
+		auth, challenge string
+		code            int
+		ok              bool
+	}{
+		{"Bearer secret", "", 200, true},
+		{"", `Bearer realm="immune"`, 401, false},
+		{"Bearer nope", `Bearer realm="immune", error="invalid_token"`, 401, false},
+	} {
+		r := httptest.NewRequest("POST", "/", nil)
+		if tc.auth != "" {
+			r.Header.Set("Authorization", tc.auth)
+		}
+		w := httptest.NewRecorder()
+		ok, err := tok.Authorize(w, r)
+		if ok != tc.ok || w.Code != tc.code || w.Header().Get("WWW-Authenticate") != tc.challenge ||
+			(!ok && !errors.Is(err, httpx.ErrUnauthorized)) {
+			t.Errorf("Authorization %q: %v %v, %d WWW-Authenticate %q; want %v, %d %q",
+				tc.auth, ok, err, w.Code, w.Header().Get("WWW-Authenticate"), tc.ok, tc.code, tc.challenge)
+		}
+	}
+	if err := os.Remove(f); err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	ok, err := tok.Authorize(w, httptest.NewRequest("POST", "/", nil))
+	if ok || w.Code != 500 || errors.Is(err, httpx.ErrUnauthorized) || w.Header().Get("WWW-Authenticate") != "" {
+		t.Errorf("missing file: %v %v, %d %q", ok, err, w.Code, w.Header().Get("WWW-Authenticate"))
 	}
 }

@@ -89,6 +89,7 @@ type Owners struct {
 	mu     sync.Mutex
 	leases map[string]*Lease
 	closed chan struct{}
+	close  sync.Once
 	wg     sync.WaitGroup
 }
 
@@ -355,13 +356,15 @@ func (o *Owners) Lease(deployID string) (*Lease, bool) {
 }
 
 // Close releases every lease (their znodes are deleted) and stops
-// watching. Close it before the connection.
+// watching. Close it before the connection. Calls after the first return
+// nil, once the first is done.
 func (o *Owners) Close(ctx context.Context) error {
-	select {
-	case <-o.closed:
-		return nil
-	default:
-	}
+	var err error
+	o.close.Do(func() { err = o.closeOnce(ctx) })
+	return err
+}
+
+func (o *Owners) closeOnce(ctx context.Context) error {
 	o.mu.Lock()
 	leases := make([]*Lease, 0, len(o.leases))
 	for _, l := range o.leases {

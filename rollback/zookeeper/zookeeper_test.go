@@ -764,3 +764,23 @@ func TestRetakeAfterLostOverRestart(t *testing.T) {
 	}
 	_ = again
 }
+
+// TestCloseConcurrent: Close called at the same time from two goroutines
+// closes once (no server needed: nothing is owned).
+func TestCloseConcurrent(t *testing.T) {
+	for range 200 {
+		o, err := rzk.NewOwners(nil, rzk.Options{Instance: "immune-a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for range 2 {
+			wg.Go(func() {
+				if err := o.Close(context.Background()); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}

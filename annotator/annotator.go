@@ -8,6 +8,7 @@ package annotator
 import (
 	"context"
 	"fmt"
+	"html"
 	"net/url"
 	"strings"
 	"time"
@@ -166,15 +167,15 @@ func ReportURL(base, id string) string {
 // element and everything else is escaped.
 func Text(ev Event, reportURL string) string {
 	var b strings.Builder
-	b.WriteString(escape(title(ev)))
+	b.WriteString(html.EscapeString(title(ev)))
 	for _, line := range strings.Split(strings.TrimSpace(ev.Text), "\n") {
 		if line = strings.TrimSpace(line); line != "" {
 			b.WriteString("<br>")
-			b.WriteString(escape(line))
+			b.WriteString(html.EscapeString(line))
 		}
 	}
 	if reportURL != "" {
-		fmt.Fprintf(&b, "<br><a href=\"%s\">report</a>", escape(reportURL))
+		fmt.Fprintf(&b, "<br><a href=\"%s\">report</a>", html.EscapeString(reportURL))
 	}
 	return b.String()
 }
@@ -213,7 +214,3 @@ func title(ev Event) string {
 		return "deploy " + what + ": " + ev.Verdict + mode
 	}
 }
-
-var htmlEscaper = strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;")
-
-func escape(s string) string { return htmlEscaper.Replace(s) }

@@ -125,8 +125,8 @@ func (a *Async) Annotate(_ context.Context, ev Event) error {
 		a.metrics.queued.Inc()
 		return nil
 	default:
+		// Counted, not logged: the caller logs the error.
 		a.metrics.dropped.WithLabelValues(dropQueueFull).Inc()
-		a.log.Warn("annotation queue full, event dropped", logKeyKind, string(ev.Kind), logKeyDeploy, ev.Deploy.ID)
 		return fmt.Errorf("annotate %s of deploy %s: %d events waiting: %w", ev.Kind, ev.Deploy.ID, cap(a.queue), ErrQueueFull)
 	}
 }

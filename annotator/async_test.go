@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -177,13 +178,18 @@ func TestAsyncNeverBlocks(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg := prometheus.NewPedanticRegistry()
 		s := &scripted{block: make(chan struct{})}
-		a := annotator.NewAsync(s, annotator.AsyncOptions{QueueSize: 2, Registerer: reg})
+		logs := &syncBuffer{}
+		a := annotator.NewAsync(s, annotator.AsyncOptions{QueueSize: 2, Registerer: reg, Logger: slog.New(slog.NewTextHandler(logs, nil))})
 		// The first event is taken by the worker, which blocks; two wait;
 		// the fourth finds the queue full.
 		var errs []error
 		for i := range 4 {
 			errs = append(errs, a.Annotate(t.Context(), event(annotator.KindDeploy, fmt.Sprint("d", i))))
 			synctest.Wait()
+		}
+		// The caller logs the error it gets: Async does not log it twice.
+		if l := logs.String(); l != "" {
+			t.Errorf("Annotate logged: %s", l)
 		}
 		for i, err := range errs[:3] {
 			if err != nil {
@@ -290,4 +296,22 @@ func TestMulti(t *testing.T) {
 	if len(b.written) != 1 {
 		t.Errorf("second annotator wrote %d events, want 1", len(b.written))
 	}
+}
+
+// syncBuffer is a log destination safe for the worker and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

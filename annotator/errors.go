@@ -24,7 +24,7 @@ var (
 )
 
 // Permanent reports whether retrying err cannot help: a bad event, a
-// rejected annotation or refused credentials.
+// rejected annotation, refused credentials or a closed annotator.
 func Permanent(err error) bool {
 	return errors.Is(err, ErrBadEvent) || errors.Is(err, ErrRejected) || errors.Is(err, ErrUnauthorized) || errors.Is(err, ErrClosed)
 }

@@ -425,5 +425,3 @@ func unwrapURL(err error) string {
 	}
 	return err.Error()
 }
-
-func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

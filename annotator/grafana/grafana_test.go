@@ -262,6 +262,9 @@ func TestErrors(t *testing.T) {
 		{"missing token file", func(f *fakeGrafana, cfg *grafana.Config) {
 			cfg.TokenFile = filepath.Join(t.TempDir(), "absent")
 		}, annotator.ErrUnauthorized, "no such file or directory"},
+		{"empty token file", func(f *fakeGrafana, cfg *grafana.Config) {
+			cfg.TokenFile = tokenFile(t, " \n")
+		}, annotator.ErrUnauthorized, "token file is empty"},
 		{"server gone", func(f *fakeGrafana, cfg *grafana.Config) {
 			f.srv.Close()
 		}, annotator.ErrUnavailable, "connection refused"},

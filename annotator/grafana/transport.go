@@ -1,16 +1,18 @@
 package grafana
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/immune-project/immune/internal/bearer"
 )
 
 // httpError is what the transport makes of an HTTP answer of 400 or more:
@@ -29,7 +31,7 @@ func (e *httpError) Error() string {
 }
 
 // errTokenFile marks a token file that cannot be read: nothing was sent.
-var errTokenFile = errors.New("token file")
+var errTokenFile = errors.New("no token sent")
 
 // transport adds the bearer token, read from its file on every request
 // (so a rotated token is picked up), turns answers of 400 and more into
@@ -43,16 +45,14 @@ type transport struct {
 
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	r := req.Clone(req.Context())
-	if t.tokenFile != "" {
-		token, err := t.token()
-		if err != nil {
-			if req.Body != nil {
-				req.Body.Close()
-			}
-			return nil, err
+	token, err := t.token() // Config.Validate requires a token file
+	if err != nil {
+		if req.Body != nil {
+			req.Body.Close()
 		}
-		r.Header.Set("Authorization", "Bearer "+token)
+		return nil, err
 	}
+	r.Header.Set("Authorization", "Bearer "+token)
 	resp, err := t.next.RoundTrip(r)
 	if err != nil {
 		t.requests.WithLabelValues(req.Method, "error").Inc()
@@ -68,18 +68,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func (t *transport) token() (string, error) {
-	b, err := os.ReadFile(t.tokenFile)
+	b, err := bearer.Read(t.tokenFile)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return "", fmt.Errorf("%w: read %s: %v", errTokenFile, t.tokenFile, err)
+		return "", fmt.Errorf("%w: %w", errTokenFile, err)
 	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("%w: %s is empty", errTokenFile, t.tokenFile)
-	}
+	s := string(b)
 	t.secrets.set(s)
 	return s, nil
 }
@@ -91,7 +84,7 @@ func message(body []byte) string {
 		Message string `json:"message"`
 	}
 	s := ""
-	if jsonUnmarshal(body, &m) == nil && m.Message != "" {
+	if json.Unmarshal(body, &m) == nil && m.Message != "" {
 		s = m.Message
 	} else {
 		s, _, _ = strings.Cut(strings.TrimSpace(string(body)), "\n")

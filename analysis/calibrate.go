@@ -42,44 +42,70 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	}
 	need := detector.PlacebosFor(a.Alpha * least / total)
 	placebos := max(detector.MaxPlacebos, 2*need)
+	window := Looks(a)
+
+	// What each kind of baseline reads, and how it calibrates a history.
+	var (
+		steps int
+		grid  bool // history on the step grid, gaps kept (seasonal)
+		build func(history []float64, bad detector.Direction) detector.Calibration
+	)
 	switch {
 	case a.Baseline == rules.BaselineSeasonal && a.Season%a.Step == 0:
-		shape := detector.Calibration{Window: Looks(a), Season: int(a.Season / a.Step), Seasons: a.Seasons}
-		steps := shape.HistoryFor(placebos)
+		season := int(a.Season / a.Step)
+		steps = detector.Calibration{Window: window, Season: season, Seasons: a.Seasons}.HistoryFor(placebos)
 		if steps > MaxSeasonalHistory {
 			// Long seasons at short steps (5 weeks at 15 s): reading that
 			// much history per KPI and deploy costs more than it gives;
 			// the test's p-value times the looks, as before.
 			return cal, nil
 		}
-		return calibrateSeasonal(ctx, src, f, d, shape, placebos, steps)
-	case a.Baseline != rules.BaselineBefore:
+		// On the step grid, a step without a value kept as NaN, so that
+		// every placebo meets its seasons at the right offsets.
+		grid = true
+		build = func(h []float64, bad detector.Direction) detector.Calibration {
+			return detector.CalibrateSeasonal(h, season, a.Seasons, window, bad, placebos)
+		}
+	case a.Baseline == rules.BaselineBefore:
+		lookback := int(a.Lookback / a.Step)
+		steps = detector.Calibration{Lookback: lookback, Window: window}.HistoryFor(placebos)
+		// A day's worth of steps, for placebos at the same time of day, and
+		// enough days of history to find 2·need of them (up to 5 weeks).
+		period, tol := 0, 0
+		if day := 24 * time.Hour; day%a.Step == 0 && a.Step <= 30*time.Minute {
+			period, tol = int(day/a.Step), max(1, int(time.Hour/a.Step))
+			days := (2*need)/(2*tol+1) + 2
+			steps = min(max(steps, 2*lookback+window+days*period), 2*lookback+window+35*period)
+		}
+		build = func(h []float64, bad detector.Direction) detector.Calibration {
+			return detector.CalibrateInPhase(h, lookback, window, bad, placebos, period, tol, 2*need)
+		}
+	default:
 		return cal, nil
 	}
-	lookback, window := int(a.Lookback/a.Step), Looks(a)
-	steps := 2*lookback + window + placebos - 1
-	// A day's worth of steps, for placebos at the same time of day, and
-	// enough days of history to find 2·need of them (up to 5 weeks).
-	period, tol := 0, 0
-	if day := 24 * time.Hour; day%a.Step == 0 && a.Step <= 30*time.Minute {
-		period, tol = int(day/a.Step), max(1, int(time.Hour/a.Step))
-		days := (2*need)/(2*tol+1) + 2
-		steps = min(max(steps, 2*lookback+window+days*period), 2*lookback+window+35*period)
-	}
+
 	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
 	vars := varsOf(d)
 	for i := range f.KPIs {
 		rk := &f.KPIs[i]
 		if rk.ResolvedTest() != rules.MannWhitneyTest {
-			// The placebos measure the Mann-Whitney statistic: a KPI
-			// judged by Welch, KS or as a proportion keeps its own test
-			// (with Bonferroni over the looks).
+			// The placebos measure the Mann-Whitney statistic (or, for a
+			// seasonal baseline, the signed-rank one): a KPI judged by
+			// Welch, KS or as a proportion keeps its own test (with
+			// Bonferroni over the looks).
 			continue
 		}
 		var history []float64
 		q, err := f.Queries(rk, rules.RoleBaseline, vars)
 		if err == nil {
-			history, err = values(ctx, src, q.Query, a.Step, "history", span)
+			if grid {
+				var g [][]float64
+				if g, err = onGrid(ctx, src, q.Query, a.Step, "history", span); err == nil {
+					history = g[0]
+				}
+			} else {
+				history, err = values(ctx, src, q.Query, a.Step, "history", span)
+			}
 		}
 		if err != nil {
 			if err := lookFailed(ctx, err); err != nil {
@@ -87,7 +113,7 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 			}
 			history = nil // no placebos: inconclusive, as too short a history
 		}
-		c := detector.CalibrateInPhase(history, lookback, window, kpiSpec(rk).Bad, placebos, period, tol, 2*need)
+		c := build(history, kpiSpec(rk).Bad)
 		cal[rk.Name] = &c
 	}
 	return cal, nil
@@ -97,37 +123,3 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 // reads per KPI (a week at 5-minute steps with two seasons and 2 000
 // placebos is about 10 000); beyond it the KPI is not calibrated.
 const MaxSeasonalHistory = 100000
-
-// calibrateSeasonal is Calibrate for a seasonal baseline of the given
-// shape, over steps of history: the history is
-// read on the step grid, a step without a value kept as NaN so that every
-// placebo meets its seasons at the right offsets.
-func calibrateSeasonal(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, shape detector.Calibration, placebos, steps int) (Calibrations, error) {
-	a := f.Analysis
-	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
-	vars := varsOf(d)
-	cal := Calibrations{}
-	for i := range f.KPIs {
-		rk := &f.KPIs[i]
-		if rk.ResolvedTest() != rules.MannWhitneyTest {
-			continue // as for before: the KPI keeps its own test
-		}
-		var history []float64
-		q, err := f.Queries(rk, rules.RoleBaseline, vars)
-		if err == nil {
-			var g [][]float64
-			if g, err = onGrid(ctx, src, q.Query, a.Step, "history", span); err == nil {
-				history = g[0]
-			}
-		}
-		if err != nil {
-			if err := lookFailed(ctx, err); err != nil {
-				return nil, err
-			}
-			history = nil
-		}
-		c := detector.CalibrateSeasonal(history, shape.Season, shape.Seasons, shape.Window, kpiSpec(rk).Bad, placebos)
-		cal[rk.Name] = &c
-	}
-	return cal, nil
-}

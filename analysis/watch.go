@@ -57,9 +57,6 @@ func NewWatch(f *rules.File, d deploy.Deploy, delay time.Duration) *Watch {
 // last look taken.
 func (w *Watch) Done() bool { return w.done }
 
-// Planned is the number of looks in the window.
-func (w *Watch) Planned() int { return w.planned }
-
 // Next is the number of the next look.
 func (w *Watch) Next() int { return w.next }
 
@@ -70,9 +67,6 @@ func (w *Watch) At(n int) time.Time {
 
 // Due is when the next look can be taken: its instant plus the delay.
 func (w *Watch) Due() time.Time { return w.At(w.next).Add(w.Delay) }
-
-// End is the instant of the window's last look.
-func (w *Watch) End() time.Time { return w.At(w.planned) }
 
 // Look takes the next look, at its instant (never later: the verdict
 // must not depend on when the look happened to run). It calibrates the

@@ -333,13 +333,7 @@ func (t *trajectory) run(sorted, canary []float64, bad Direction) []float64 {
 		if v > 0 {
 			z = (u - nc*nb/2) / math.Sqrt(v)
 		}
-		switch bad {
-		case Decrease:
-			z = -z
-		case Either:
-			z = math.Abs(z)
-		}
-		t.out = append(t.out, z)
+		t.out = append(t.out, orient(z, bad))
 	}
 	return t.out
 }

@@ -3,7 +3,6 @@ package detector
 import (
 	"fmt"
 	"math"
-	"sort"
 )
 
 // Direction is the direction in which a change of a KPI hurts.
@@ -206,14 +205,8 @@ func mean(xs []float64) float64 {
 }
 
 func median(xs []float64) float64 {
-	n := len(xs)
-	if n == 0 {
+	if len(xs) == 0 {
 		return math.NaN()
 	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if n%2 == 1 {
-		return s[n/2]
-	}
-	return (s[n/2-1] + s[n/2]) / 2
+	return medianOf(append([]float64(nil), xs...))
 }

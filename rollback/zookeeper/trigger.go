@@ -21,6 +21,9 @@ const Name = "zookeeper"
 // transaction fenced by this instance's lease on the deploy.
 type Trigger struct {
 	o *Owners
+	// trace, when set (tests), is told of each read ("exists") and
+	// transaction ("multi") of Revert.
+	trace func(op string)
 }
 
 var (
@@ -61,35 +64,54 @@ func (t *Trigger) Revert(ctx context.Context, req rollback.Request) (rollback.Re
 	// An existing revert znode is a revert done, whoever wrote it: read
 	// it first, with or without a lease (a restarted instance, or one
 	// that lost the deploy to another, reports it as Already).
+	var (
+		checked bool // the read just before found no znode: write at once
+		counted bool // "already" counted by the transaction that found it
+	)
 	exists := func() (bool, error) {
 		var (
 			ok   bool
 			stat *zk.Stat
 		)
+		if t.trace != nil {
+			t.trace("exists")
+		}
 		if err := call(ctx, func() (err error) { ok, stat, err = t.o.conn.Exists(p); return err }); err != nil {
 			return false, err
 		}
 		if ok {
 			res.Reverted, res.Already, res.ZKVersion = true, true, stat.Version
 			res.Detail = fmt.Sprintf("%s exists already", p)
-			t.o.opts.Metrics.Attempt(Name, "already")
+			if !counted {
+				t.o.opts.Metrics.Attempt(Name, "already")
+			}
 		}
 		return ok, nil
 	}
 	if t.o.conn.HasSession() {
-		if ok, err := exists(); err == nil && ok {
+		ok, err := exists()
+		if err == nil && ok {
 			return res, nil
 		}
+		checked = err == nil
 	}
 	err = t.fenced(ctx, &res, d.ID, func(l *Lease) (bool, error) {
-		ok, err := exists()
-		if err != nil {
-			return retryable(err), err
+		// After a failed or lost transaction, read again: a request
+		// whose answer was lost may have written the znode.
+		if !checked {
+			ok, err := exists()
+			if err != nil {
+				return retryable(err), err
+			}
+			if ok {
+				return false, nil
+			}
 		}
-		if ok {
-			return false, nil
+		checked = false
+		if t.trace != nil {
+			t.trace("multi")
 		}
-		mr, err := t.multi(ctx, l, &zk.CreateRequest{Path: p, Data: data, Acl: t.o.conn.ACL()})
+		mr, err := l.Multi(ctx, &zk.CreateRequest{Path: p, Data: data, Acl: t.o.conn.ACL()})
 		res.Attempts++
 		switch {
 		case err == nil:
@@ -101,6 +123,7 @@ func (t *Trigger) Revert(ctx context.Context, req rollback.Request) (rollback.Re
 			// Written meanwhile: by another call, or by this one's
 			// earlier attempt whose answer the connection lost.
 			t.o.opts.Metrics.Attempt(Name, "already")
+			counted = true
 			return true, nil // the next pass reads its version
 		}
 		return t.failed(l, err, mr, p)
@@ -137,7 +160,7 @@ func (t *Trigger) WriteVerdict(ctx context.Context, d deploy.Deploy, v deploy.Ve
 		if create {
 			op = &zk.CreateRequest{Path: p, Data: data, Acl: t.o.conn.ACL()}
 		}
-		mr, err := t.multi(ctx, l, op)
+		mr, err := l.Multi(ctx, op)
 		res.Attempts++
 		switch {
 		case err == nil:
@@ -188,11 +211,6 @@ func (t *Trigger) fenced(ctx context.Context, res *rollback.Result, id string, t
 		case <-time.After(backoff(res.Attempts)):
 		}
 	}
-}
-
-// multi runs ops in one transaction after the lease's fence check.
-func (t *Trigger) multi(ctx context.Context, l *Lease, ops ...any) ([]zk.MultiResponse, error) {
-	return l.Multi(ctx, ops...)
 }
 
 // failed classifies a failed fenced transaction: retry (connection),

@@ -784,3 +784,74 @@ func TestCloseConcurrent(t *testing.T) {
 		wg.Wait()
 	}
 }
+
+// TestRevertReads: a revert reads the revert znode once before its
+// transaction; one written meanwhile (the transaction finds it) is
+// Already, counted once.
+func TestRevertReads(t *testing.T) {
+	addr := zktest.Shared(t)
+	root := zktest.Root(t)
+	ctx := testCtx(t, 30*time.Second)
+	m := newManager(t, addr, root)
+	a := newInstance(t, "immune-a", root, zkconn.Config{Servers: []string{addr}}, 0)
+	var (
+		mu     sync.Mutex
+		ops    []string
+		before func()
+	)
+	rzk.SetTrace(a.trigger, func(op string) {
+		mu.Lock()
+		ops = append(ops, op)
+		f := before
+		mu.Unlock()
+		if op == "multi" && f != nil {
+			f()
+		}
+	})
+	trace := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		s := strings.Join(ops, " ")
+		ops = nil
+		return s
+	}
+	d1, d2 := rollbacktest.Deploy(t, 1), rollbacktest.Deploy(t, 2)
+	for _, d := range []deploy.Deploy{d1, d2} {
+		m.announce(t, d)
+		if _, err := a.owners.Acquire(ctx, d.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := a.trigger.Revert(ctx, rollbacktest.Request(d1))
+	if err != nil || !res.Reverted || res.Already {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if got := trace(); got != "exists multi" {
+		t.Errorf("calls %q, want one read then the transaction", got)
+	}
+	// The deployment manager (or anyone) writes d2's revert znode between
+	// the read and the transaction.
+	mu.Lock()
+	before = func() {
+		if _, err := m.conn.Create(m.l.Revert(d2.Service, d2.ID), []byte("{}"), 0, zk.WorldACL(zk.PermAll)); err != nil {
+			t.Error(err)
+		}
+	}
+	mu.Unlock()
+	res, err = a.trigger.Revert(ctx, rollbacktest.Request(d2))
+	if err != nil || !res.Reverted || !res.Already || res.ZKVersion != 0 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if got := trace(); got != "exists multi exists" {
+		t.Errorf("calls %q, want a read, the transaction, a read of the version", got)
+	}
+	want := `
+# HELP immune_trigger_attempts_total Tries of a trigger (HTTP requests, ZooKeeper transactions, command runs), by trigger and result.
+# TYPE immune_trigger_attempts_total counter
+immune_trigger_attempts_total{result="already",trigger="zookeeper"} 1
+immune_trigger_attempts_total{result="ok",trigger="zookeeper"} 1
+`
+	if err := testutil.GatherAndCompare(a.reg, strings.NewReader(want), "immune_trigger_attempts_total"); err != nil {
+		t.Error(err)
+	}
+}

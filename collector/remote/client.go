@@ -12,7 +12,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,8 @@ import (
 
 	"github.com/prometheus/client_golang/api"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/immune-project/immune/internal/bearer"
 )
 
 // callInfo records, for one query, what the retry client saw of the last
@@ -43,7 +44,6 @@ func withInfo(ctx context.Context) (context.Context, *callInfo) {
 // timeout; network errors and 5xx are retried with backoff, 4xx never.
 type retryClient struct {
 	api.Client
-	transport   http.RoundTripper
 	timeout     time.Duration
 	maxAttempts int
 	minBackoff  time.Duration
@@ -51,15 +51,6 @@ type retryClient struct {
 	log         *slog.Logger
 	secrets     *secrets
 	metrics     *metrics
-}
-
-func (c *retryClient) transportCloser() (interface{ CloseIdleConnections() }, bool) {
-	t := c.transport
-	if a, ok := t.(*authTransport); ok {
-		t = a.next
-	}
-	cl, ok := t.(interface{ CloseIdleConnections() })
-	return cl, ok
 }
 
 func (c *retryClient) Do(ctx context.Context, req *http.Request) (*http.Response, []byte, error) {
@@ -217,7 +208,7 @@ func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func bearerAuth(file string, sec *secrets) authFunc {
 	return func(r *http.Request) error {
-		token, err := readSecret(file, "bearer token", sec)
+		token, err := readSecret(file, "bearer", sec)
 		if err != nil {
 			return err
 		}
@@ -244,22 +235,15 @@ func basicToken(user, pass string) string {
 	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
 }
 
-// readSecret reads a secret file (trailing newline and spaces trimmed) and
-// remembers the secret for redaction. Its errors name the file, never the
-// content.
+// readSecret reads a secret file (leading and trailing white space
+// trimmed, bearer.Read) and remembers the secret for redaction. Its errors
+// name the file, never the content: "read bearer token file …".
 func readSecret(file, what string, sec *secrets) (string, error) {
-	b, err := os.ReadFile(file)
+	b, err := bearer.Read(file)
 	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return "", fmt.Errorf("%w: read %s file %s: %v", errAuthFile, what, file, err)
+		return "", fmt.Errorf("%w: read %s %v", errAuthFile, what, err)
 	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "", fmt.Errorf("%w: %s file %s is empty", errAuthFile, what, file)
-	}
+	s := string(b)
 	sec.add(s)
 	return s, nil
 }
@@ -309,7 +293,9 @@ type metrics struct {
 	retries  prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics registers the metrics with reg (nil: none), registering
+// none when one cannot be.
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "immune_collector_remote_requests_total",
@@ -320,8 +306,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Query attempts retried after a network error or an HTTP 5xx.",
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.retries)
+	if reg == nil {
+		return m, nil
 	}
-	return m
+	if err := reg.Register(m.requests); err != nil {
+		return nil, err
+	}
+	if err := reg.Register(m.retries); err != nil {
+		reg.Unregister(m.requests)
+		return nil, err
+	}
+	return m, nil
 }

@@ -65,7 +65,8 @@ type Options struct {
 	// Logger receives a warning per retry; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the immune_collector_remote_* metrics; nil
-	// registers nothing.
+	// registers nothing. One Source per Registerer: a second is an error
+	// of New.
 	Registerer prometheus.Registerer
 }
 
@@ -85,9 +86,8 @@ type Source struct {
 	api     v1.API
 	client  *retryClient
 	url     string // redacted: no userinfo
-	timeout time.Duration
 	secrets *secrets
-	log     *slog.Logger
+	idle    interface{ CloseIdleConnections() } // the transport, when it has idle connections to close
 }
 
 // New checks opts and returns a Source. It does not contact the server.
@@ -140,6 +140,7 @@ func New(opts Options) (*Source, error) {
 	if transport == nil {
 		transport = http.DefaultTransport.(*http.Transport).Clone()
 	}
+	idle, _ := transport.(interface{ CloseIdleConnections() })
 	if auth != nil {
 		transport = &authTransport{next: transport, auth: auth}
 	}
@@ -147,16 +148,19 @@ func New(opts Options) (*Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("remote: %s: %w", redacted, err)
 	}
+	m, err := newMetrics(opts.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("remote: %s: register metrics: %w", redacted, err)
+	}
 	rc := &retryClient{
 		Client:      base,
-		transport:   transport,
 		timeout:     positive(opts.Timeout, DefaultTimeout),
 		maxAttempts: max(1, opts.MaxAttempts),
 		minBackoff:  positive(opts.MinBackoff, DefaultMinBackoff),
 		maxBackoff:  positive(opts.MaxBackoff, DefaultMaxBackoff),
 		log:         log,
 		secrets:     sec,
-		metrics:     newMetrics(opts.Registerer),
+		metrics:     m,
 	}
 	if opts.MaxAttempts == 0 {
 		rc.maxAttempts = DefaultMaxAttempts
@@ -166,9 +170,8 @@ func New(opts Options) (*Source, error) {
 		api:     v1.NewAPI(rc),
 		client:  rc,
 		url:     redacted,
-		timeout: rc.timeout,
 		secrets: sec,
-		log:     log,
+		idle:    idle,
 	}, nil
 }
 
@@ -184,13 +187,13 @@ func (s *Source) URL() string { return s.url }
 
 // Close closes idle connections. The Source stays usable.
 func (s *Source) Close() {
-	if c, ok := s.client.transportCloser(); ok {
-		c.CloseIdleConnections()
+	if s.idle != nil {
+		s.idle.CloseIdleConnections()
 	}
 }
 
 func (s *Source) apiOptions() []v1.Option {
-	if secs := s.timeout.Truncate(time.Second); secs > 0 {
+	if secs := s.client.timeout.Truncate(time.Second); secs > 0 {
 		return []v1.Option{v1.WithTimeout(secs)}
 	}
 	return nil

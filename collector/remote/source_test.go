@@ -23,7 +23,7 @@ import (
 
 	"github.com/immune-project/immune/collector"
 	"github.com/immune-project/immune/collector/embedded"
-	"github.com/immune-project/immune/collector/internal/apitest"
+	"github.com/immune-project/immune/collector/queryapi"
 	"github.com/immune-project/immune/collector/remote"
 	"github.com/immune-project/immune/collector/sourcetest"
 )
@@ -61,7 +61,13 @@ func TestSource(t *testing.T) {
 		if err := store.Write(context.Background(), data); err != nil {
 			t.Fatal(err)
 		}
-		srv := serve(t, apitest.Handler(store))
+		a, err := queryapi.New(store, queryapi.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mux := http.NewServeMux()
+		a.Register(mux)
+		srv := serve(t, mux)
 		return newSource(t, remote.Options{URL: srv.URL})
 	})
 }
@@ -439,4 +445,51 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.w.Write(p)
+}
+
+// A second Source on the same Registerer is an error, not a panic, and a
+// failed New leaves nothing registered.
+func TestMetricsRegistration(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if _, err := remote.New(remote.Options{URL: "http://h", Registerer: reg}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := remote.New(remote.Options{URL: "http://h", Registerer: reg}); err == nil || !strings.Contains(err.Error(), "register metrics") {
+		t.Errorf("second Source on one Registerer: %v, want a register metrics error", err)
+	}
+	// The second metric fails: the first is unregistered.
+	fr := &failingRegisterer{Registerer: prometheus.NewRegistry(), failAt: 2}
+	if _, err := remote.New(remote.Options{URL: "http://h", Registerer: fr}); err == nil {
+		t.Fatal("New with a failing Registerer: no error")
+	}
+	if fr.registered != 0 {
+		t.Errorf("%d metrics left registered after a failed New", fr.registered)
+	}
+}
+
+// failingRegisterer fails its failAt-th Register and counts what stays
+// registered.
+type failingRegisterer struct {
+	prometheus.Registerer
+	failAt, calls, registered int
+}
+
+func (r *failingRegisterer) Register(c prometheus.Collector) error {
+	r.calls++
+	if r.calls == r.failAt {
+		return errors.New("refused")
+	}
+	if err := r.Registerer.Register(c); err != nil {
+		return err
+	}
+	r.registered++
+	return nil
+}
+
+func (r *failingRegisterer) Unregister(c prometheus.Collector) bool {
+	ok := r.Registerer.Unregister(c)
+	if ok {
+		r.registered--
+	}
+	return ok
 }

@@ -100,10 +100,29 @@ func modelDur(d time.Duration) model.Duration { return model.Duration(d) }
 
 // say prints one timeline line, stamped with the simulated time since the start.
 func (d *demo) say(format string, args ...any) {
+	d.sayLines(fmt.Sprintf(format, args...), nil)
+}
+
+// sayLines prints a timeline line and its indented continuation lines
+// (empty ones skipped) as one block: the manager, the fleet and immune's
+// annotators print from goroutines of their own.
+func (d *demo) sayLines(first string, more []string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	el := d.clock.Now().Sub(d.start).Round(time.Second)
-	fmt.Fprintf(d.out, "%6s  %s\n", "+"+fmtDur(el), fmt.Sprintf(format, args...))
+	fmt.Fprintf(d.out, "%6s  %s\n", "+"+fmtDur(el), first)
+	for _, line := range more {
+		if line != "" {
+			fmt.Fprintf(d.out, "          %s\n", line)
+		}
+	}
+}
+
+// printf prints to the timeline's output unstamped, under the same lock.
+func (d *demo) printf(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, format, args...)
 }
 
 func fmtDur(d time.Duration) string {
@@ -223,7 +242,7 @@ func (d *demo) run(ctx context.Context) error {
 	}()
 	defer wg.Wait()
 	defer cancel()
-	fmt.Fprintf(d.out, "        the on-call pages: %s/deploys\n", immuneURL)
+	d.printf("        the on-call pages: %s/deploys\n", immuneURL)
 
 	mgr, err := sim.NewManager(sim.ManagerOptions{Transport: tr, Fleet: fleet, Now: d.clock.Now, GateTimeout: wall(time.Minute),
 		OnGateTimeout: sim.GateTimeoutStop, SkipFinalGate: true, Logger: d.log,
@@ -254,8 +273,7 @@ func (d *demo) run(ctx context.Context) error {
 		return err
 	}
 
-	fmt.Fprintln(d.out)
-	fmt.Fprintln(d.out, "Summary")
+	d.printf("\nSummary\n")
 	ok := true
 	for _, x := range []struct {
 		r    analysis.Record
@@ -266,7 +284,7 @@ func (d *demo) run(ctx context.Context) error {
 		if x.r.Revert != nil && x.r.Revert.Reverted {
 			rev = "reverted through the " + x.r.Revert.Trigger + " trigger"
 		}
-		fmt.Fprintf(d.out, "  %-16s %-7s verdict %-5s deploy %-9s %s\n", x.r.Deploy.ID, x.r.Deploy.Version, x.r.Verdict, x.res.Record.State, rev)
+		d.printf("  %-16s %-7s verdict %-5s deploy %-9s %s\n", x.r.Deploy.ID, x.r.Deploy.Version, x.r.Verdict, x.res.Record.State, rev)
 		if x.r.Verdict != x.want {
 			ok = false
 		}
@@ -274,9 +292,9 @@ func (d *demo) run(ctx context.Context) error {
 	if bad.Revert == nil || !bad.Revert.Reverted || d.lastBad.Record.State != deploy.StateReverted {
 		ok = false
 	}
-	fmt.Fprintf(d.out, "  reports: %s/deploys/%s and %s/deploys/%s\n", immuneURL, good.Deploy.ID, immuneURL, bad.Deploy.ID)
+	d.printf("  reports: %s/deploys/%s and %s/deploys/%s\n", immuneURL, good.Deploy.ID, immuneURL, bad.Deploy.ID)
 	if d.keep {
-		fmt.Fprintf(d.out, "\nStill serving %s/deploys (Ctrl-C to stop).\n", immuneURL)
+		d.printf("\nStill serving %s/deploys (Ctrl-C to stop).\n", immuneURL)
 		<-ctx.Done()
 	}
 	if !ok {
@@ -287,7 +305,7 @@ func (d *demo) run(ctx context.Context) error {
 
 // deploy rolls a version out and waits for immune's final verdict.
 func (d *demo) deploy(ctx context.Context, mgr *sim.Manager, srv *server, id, version, prev string) (analysis.Record, error) {
-	fmt.Fprintln(d.out)
+	d.printf("\n")
 	res, err := mgr.Deploy(ctx, sim.Request{ID: id, Version: version, PreviousVersion: prev, Author: "demo", Commit: "c0ffee"})
 	if err != nil {
 		return analysis.Record{}, fmt.Errorf("deploy %s: %w", version, err)
@@ -329,12 +347,7 @@ type demoTimeline struct{ d *demo }
 func (t demoTimeline) Annotate(_ context.Context, ev annotator.Event) error {
 	switch ev.Kind {
 	case annotator.KindVerdict:
-		t.d.say("immune: %s verdict %s", ev.Deploy.ID, strings.ToUpper(ev.Verdict))
-		for _, line := range strings.Split(ev.Text, "\n") {
-			if line != "" {
-				fmt.Fprintf(t.d.out, "          %s\n", line)
-			}
-		}
+		t.d.sayLines(fmt.Sprintf("immune: %s verdict %s", ev.Deploy.ID, strings.ToUpper(ev.Verdict)), strings.Split(ev.Text, "\n"))
 	case annotator.KindRevert:
 		t.d.say("immune: %s revert pulled (webhook to the deployment manager)", ev.Deploy.ID)
 	}

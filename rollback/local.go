@@ -6,8 +6,10 @@ import (
 	"sync"
 )
 
-// Local is the Ownership of a single instance: every deploy is owned in
-// the process, at most once at a time; leases are never lost.
+// Local is an Ownership within one process: every deploy is owned at
+// most once at a time; leases are never lost. It is for a program that
+// embeds the analysis, and for tests: immune run without ZooKeeper uses
+// no Ownership at all (a single instance analyses every deploy).
 type Local struct {
 	mu     sync.Mutex
 	leases map[string]*localLease

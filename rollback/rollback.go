@@ -2,7 +2,7 @@
 // deploy's revert path, its implementations in subpackages (zookeeper,
 // webhook, command) and here (Shadow, Selector, Once), the ownership of
 // an analysis across instances (Ownership, Lease; a ZooKeeper one in
-// rollback/zookeeper, Local here), and the audit log (rollback/audit)
+// rollback/zookeeper, Local here for one process), and the audit log (rollback/audit)
 // through which a restart neither forgets a decision nor repeats a
 // revert.
 //

@@ -27,24 +27,9 @@ func (Shadow) Revert(ctx context.Context, req Request) (Result, error) {
 // ShadowConfig says which deploys run in shadow mode: all of them, those
 // of some services, or those judged by some rule files.
 type ShadowConfig struct {
-	All       bool     `yaml:"all"`
-	Services  []string `yaml:"services"`
-	RuleFiles []string `yaml:"rule_files"`
-}
-
-// Validate reports an empty name in the lists.
-func (c ShadowConfig) Validate() error {
-	for i, s := range c.Services {
-		if s == "" {
-			return fmt.Errorf("shadow.services[%d]: empty service name", i)
-		}
-	}
-	for i, f := range c.RuleFiles {
-		if f == "" {
-			return fmt.Errorf("shadow.rule_files[%d]: empty file name", i)
-		}
-	}
-	return nil
+	All       bool
+	Services  []string
+	RuleFiles []string
 }
 
 // Shadowed reports whether req is in shadow mode.

@@ -342,11 +342,8 @@ func (s *Store) compactor(ctx context.Context) {
 func (s *Store) compact(ctx context.Context) error {
 	h := s.db.Head()
 	compacted := false
-	for ctx.Err() == nil {
-		mint, maxt := h.MinTime(), h.MaxTime()
-		if mint == math.MaxInt64 || maxt-mint <= s.blockRange/2*3 { // tsdb's head.compactable
-			break
-		}
+	for ctx.Err() == nil && s.headCompactable() {
+		mint := h.MinTime()
 		end := (mint/s.blockRange)*s.blockRange + s.blockRange
 		// As DB.Compact: blocks are half-open, chunks closed, hence
 		// end-1; isolation is off because appends cannot start in a
@@ -380,8 +377,21 @@ func (s *Store) compact(ctx context.Context) error {
 	return s.db.Compact(ctx)
 }
 
-// compactSoon wakes the compactor.
+// headCompactable reports whether the head spans more than 1.5 block
+// ranges, as tsdb's head.compactable: then a head block can be written.
+func (s *Store) headCompactable() bool {
+	h := s.db.Head()
+	mint, maxt := h.MinTime(), h.MaxTime()
+	return mint != math.MaxInt64 && maxt-mint > s.blockRange/2*3
+}
+
+// compactSoon wakes the compactor when the head can be compacted: a wake
+// costs a DB.Compact, which reads every block's meta.json. Merging blocks
+// and retention wait for the minute's tick.
 func (s *Store) compactSoon() {
+	if !s.headCompactable() {
+		return
+	}
 	select {
 	case s.compactc <- struct{}{}:
 	default:

@@ -7,9 +7,10 @@
 // reading the znode anew. When a session expires every watch is gone;
 // the watcher then lists the whole tree again (a resync) and delivers
 // what it missed. It also resyncs after any reconnection, which costs
-// one read per followed znode and catches anything the library's own
-// re-registration of watches could miss. What was delivered is
-// remembered, so a resync delivers nothing twice.
+// one read per followed znode (the finished deploys it knows are not
+// read again) and catches anything the library's own re-registration of
+// watches could miss. What was delivered is remembered, so a resync
+// delivers nothing twice.
 package zookeeper
 
 import (
@@ -274,9 +275,9 @@ func (w *Watcher) get(p string, h func() error) (data []byte, exists bool, err e
 }
 
 // children lists p's children, setting a child watch unless one is
-// armed. When p does not exist and waitCreate is set, an exists watch
+// armed. A missing p has none; when waitCreate is set, an exists watch
 // calls h when it appears.
-func (w *Watcher) children(p string, waitCreate bool, h func() error) (names []string, exists bool, err error) {
+func (w *Watcher) children(p string, waitCreate bool, h func() error) (names []string, err error) {
 	for range 2 {
 		k := watchKey{p, watchChildren}
 		if _, ok := w.armed[k]; ok {
@@ -290,29 +291,29 @@ func (w *Watcher) children(p string, waitCreate bool, h func() error) (names []s
 		}
 		if err == nil {
 			sort.Strings(names)
-			return names, true, nil
+			return names, nil
 		}
 		if !errors.Is(err, zk.ErrNoNode) {
-			return nil, false, fmt.Errorf("list %s: %w", p, err)
+			return nil, fmt.Errorf("list %s: %w", p, err)
 		}
 		if !waitCreate {
-			return nil, false, nil
+			return nil, nil
 		}
 		ek := watchKey{p, watchExists}
 		if _, ok := w.armed[ek]; ok {
-			return nil, false, nil
+			return nil, nil
 		}
 		ok, _, ch, err := w.conn.ExistsW(p)
 		if err != nil {
-			return nil, false, fmt.Errorf("watch %s: %w", p, err)
+			return nil, fmt.Errorf("watch %s: %w", p, err)
 		}
 		w.arm(ek, ch, h)
 		if !ok {
-			return nil, false, nil
+			return nil, nil
 		}
 		// Created between the two calls: list it.
 	}
-	return nil, false, nil
+	return nil, nil
 }
 
 func (w *Watcher) emit(ev deploy.Event) error {
@@ -346,7 +347,7 @@ func (w *Watcher) syncRoot(full bool) error {
 		}
 		return nil
 	}
-	names, _, err := w.children(w.layout.Deploys, true, func() error { return w.syncRoot(false) })
+	names, err := w.children(w.layout.Deploys, true, func() error { return w.syncRoot(false) })
 	if err != nil {
 		return err
 	}
@@ -374,7 +375,7 @@ func (w *Watcher) syncRoot(full bool) error {
 
 func (w *Watcher) syncService(s string, full bool) error {
 	dir := w.layout.ServiceDeploys(s)
-	names, _, err := w.children(dir, len(w.services) > 0, func() error { return w.syncService(s, false) })
+	names, err := w.children(dir, len(w.services) > 0, func() error { return w.syncService(s, false) })
 	if err != nil {
 		return err
 	}
@@ -382,8 +383,10 @@ func (w *Watcher) syncService(s string, full bool) error {
 	for _, id := range names {
 		seen[id] = true
 		p := w.layout.Deploy(s, id)
-		_, ok := w.deploys[p]
-		if ok && !full {
+		d, ok := w.deploys[p]
+		if ok && (!full || d.started && deploy.Finished(d.rec.State)) {
+			// Known, and followed by its watches; or over, and not
+			// followed: its removal shows in this listing.
 			continue
 		}
 		if !ok {
@@ -431,12 +434,13 @@ func (w *Watcher) syncDeploy(p string, full bool) error {
 	if !ok {
 		return nil
 	}
-	// The deploy is read without a watch first and, unless it is over,
-	// again with one: the thousands of finished deploys a tree keeps
-	// cost no watch. A finished deploy's removal is seen in its
-	// service's children; a change of state after it finished is not
-	// followed.
-	peek := true
+	// A deploy not seen yet, or over, is read without a watch first
+	// and, unless it is over, again with one: the thousands of finished
+	// deploys a tree keeps cost no watch. A finished deploy's removal is
+	// seen in its service's children; a change of state after it
+	// finished is not followed. A running deploy is read once, with its
+	// watch.
+	peek := !d.started || deploy.Finished(d.rec.State)
 	for {
 		var data []byte
 		var exists bool
@@ -546,14 +550,14 @@ func (w *Watcher) syncDeployChildren(p string, full bool) error {
 	if !ok || !d.started || deploy.Finished(d.rec.State) {
 		return nil
 	}
-	names, _, err := w.children(p, false, func() error { return w.syncDeployChildren(p, false) })
+	names, err := w.children(p, false, func() error { return w.syncDeployChildren(p, false) })
 	if err != nil {
 		return err
 	}
 	for _, n := range names {
 		switch n {
 		case "groups":
-			err = w.syncGroups(p, full)
+			err = w.syncGroups(p)
 		case "selftest":
 			err = w.syncSelfTests(p, full)
 		}
@@ -564,13 +568,13 @@ func (w *Watcher) syncDeployChildren(p string, full bool) error {
 	return nil
 }
 
-func (w *Watcher) syncGroups(p string, full bool) error {
+func (w *Watcher) syncGroups(p string) error {
 	d, ok := w.deploys[p]
 	if !ok || !d.started || deploy.Finished(d.rec.State) {
 		return nil
 	}
 	dir := w.layout.Groups(d.service, d.id)
-	names, _, err := w.children(dir, false, func() error { return w.syncGroups(p, false) })
+	names, err := w.children(dir, false, func() error { return w.syncGroups(p) })
 	if err != nil {
 		return err
 	}
@@ -617,7 +621,7 @@ func (w *Watcher) syncSelfTests(p string, full bool) error {
 		return nil
 	}
 	dir := w.layout.SelfTests(d.service, d.id)
-	names, _, err := w.children(dir, false, func() error { return w.syncSelfTests(p, false) })
+	names, err := w.children(dir, false, func() error { return w.syncSelfTests(p, false) })
 	if err != nil {
 		return err
 	}

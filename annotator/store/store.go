@@ -1,7 +1,8 @@
 // Package store is immune's own record of its annotations: every
 // annotation also written to Grafana is kept here, persisted in an
-// append-only JSON-lines file (fsynced on every write, read back on open),
-// and served at GET /api/v1/annotations with Grafana's filters and in the
+// append-only JSON-lines file (fsynced on every write, read back on open,
+// rewritten on open without the annotations past Options.Retention), and
+// served at GET /api/v1/annotations with Grafana's filters and in the
 // JSON shape of Grafana's annotation API, so that a Grafana JSON or
 // Infinity data source can show them as well.
 package store
@@ -19,7 +20,9 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/immune-project/immune/annotator"
 )
@@ -57,7 +60,16 @@ type Options struct {
 	// <ReportBaseURL>/deploys/<id>.
 	ReportBaseURL string
 	Logger        *slog.Logger
+	// Retention drops, when the store opens, the annotations that ended
+	// longer ago than this; 0 means DefaultRetention (90 days), a
+	// negative value keeps every annotation.
+	Retention time.Duration
+	// Now is the clock Retention is measured by (time.Now when nil).
+	Now func() time.Time
 }
+
+// DefaultRetention is Options.Retention's default.
+const DefaultRetention = 90 * 24 * time.Hour
 
 // Store keeps annotations in memory and in a file.
 type Store struct {
@@ -84,11 +96,19 @@ var _ annotator.Annotator = (*Store)(nil)
 
 // Open reads the file at path (created if absent) and returns the Store
 // that appends to it. A last line cut short by a crash is dropped; any
-// other unreadable line is an error naming the file and line.
+// other unreadable line is an error naming the file and line. Annotations
+// past opts.Retention are dropped, and the file is rewritten without them
+// (and without superseded lines when most are).
 func Open(path string, opts Options) (*Store, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.Retention == 0 {
+		opts.Retention = DefaultRetention
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	s := &Store{
 		path: path, opts: opts, log: log.With("annotator", "store"),
@@ -115,7 +135,15 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open annotation store: truncate %s: %w", path, err)
 		}
 	}
-	if lines > 2*len(s.all)+64 {
+	expired := 0
+	if opts.Retention > 0 {
+		expired = s.expire(opts.Now().Add(-opts.Retention).UnixMilli())
+		if expired > 0 {
+			s.log.Info("annotation store: dropping annotations past the retention", "file", path,
+				"annotations", expired, "retention", opts.Retention.String())
+		}
+	}
+	if expired > 0 || lines > 2*len(s.all)+64 {
 		f.Close()
 		if f, err = s.compact(); err != nil {
 			return nil, err
@@ -179,7 +207,7 @@ func (s *Store) apply(a *Annotation) {
 	s.nextID = max(s.nextID, a.ID+1)
 	deployID, kindTag := "", ""
 	for _, t := range a.Tags {
-		if v, ok := cutPrefix(t, "deploy:"); ok && deployID == "" {
+		if v, ok := strings.CutPrefix(t, "deploy:"); ok && deployID == "" {
 			deployID = v
 		}
 		if t == annotator.TagRegion || t == annotator.TagVerdict || t == annotator.TagRevert {
@@ -196,11 +224,31 @@ func (s *Store) apply(a *Annotation) {
 	}
 }
 
-func cutPrefix(s, p string) (string, bool) {
-	if len(s) >= len(p) && s[:len(p)] == p {
-		return s[len(p):], true
+// expire forgets the annotations that end before cutoff (epoch ms) and
+// returns how many. Their ids are not given again while the file holds a
+// higher one.
+func (s *Store) expire(cutoff int64) int {
+	n := 0
+	for id, a := range s.all {
+		if a.TimeEnd < cutoff {
+			delete(s.all, id)
+			n++
+		}
 	}
-	return "", false
+	if n == 0 {
+		return 0
+	}
+	for d, id := range s.regions {
+		if s.all[id] == nil {
+			delete(s.regions, d)
+		}
+	}
+	for k, id := range s.points {
+		if s.all[id] == nil {
+			delete(s.points, k)
+		}
+	}
+	return n
 }
 
 // compact rewrites the file with one line per annotation: written to a

@@ -40,9 +40,13 @@ func events(d deploy.Deploy, verdict string, kpis ...string) []annotator.Event {
 	return append(evs, annotator.Event{Kind: annotator.KindEnd, At: d.Time.Add(30 * time.Minute), Deploy: d, Verdict: verdict, FailingKPIs: kpis, Text: why})
 }
 
+// testNow is the clock of the stores the tests open: a day after t0, so
+// that no annotation of t0 is past the retention whatever the date.
+func testNow() time.Time { return t0.Add(24 * time.Hour) }
+
 func open(t *testing.T, path string) *store.Store {
 	t.Helper()
-	s, err := store.Open(path, store.Options{ReportBaseURL: "https://immune.example"})
+	s, err := store.Open(path, store.Options{ReportBaseURL: "https://immune.example", Now: testNow})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +137,7 @@ func TestCrashSafety(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	s2, err := store.Open(path, store.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	s2, err := store.Open(path, store.Options{Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: testNow})
 	if err != nil {
 		t.Fatalf("Open after a torn write: %v", err)
 	}
@@ -154,7 +158,7 @@ func TestCrashSafety(t *testing.T) {
 	if err := os.WriteFile(path, []byte(strings.Join(lines, "")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err = store.Open(path, store.Options{})
+	_, err = store.Open(path, store.Options{Now: testNow})
 	if err == nil || !strings.Contains(err.Error(), path+":2:") {
 		t.Errorf("Open of a corrupt file = %v, want an error at %s:2", err, path)
 	}
@@ -185,6 +189,61 @@ func TestCompaction(t *testing.T) {
 	}
 	if _, err := os.Stat(path + ".tmp"); !os.IsNotExist(err) {
 		t.Errorf("temporary file left: %v", err)
+	}
+}
+
+func TestRetention(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "annotations.jsonl")
+	later := pay7
+	later.Time = t0.Add(100 * 24 * time.Hour)
+	s := open(t, path)
+	annotate(t, s, events(ck42, "fail", "conversion")...)
+	annotate(t, s, events(later, "pass")...)
+	s.Close()
+	if n := countLines(t, path); n != 7 {
+		t.Fatalf("%d lines written, want 7", n)
+	}
+
+	// Opened an hour after the later deploy: ck42 ended more than 90 days
+	// ago (the default retention) and is dropped, from memory and file.
+	var logs bytes.Buffer
+	now := func() time.Time { return later.Time.Add(time.Hour) }
+	s2, err := store.Open(path, store.Options{Now: now, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := s2.Find(t.Context(), store.Query{})
+	for _, a := range all {
+		if slices.Contains(a.Tags, annotator.DeployTag(ck42.ID)) {
+			t.Errorf("kept %d of %s past the retention: %v", a.ID, ck42.ID, a.Tags)
+		}
+	}
+	if len(all) != 2 {
+		t.Errorf("%d annotations kept, want the 2 of %s", len(all), later.ID)
+	}
+	if n := countLines(t, path); n != 2 {
+		t.Errorf("%d lines after dropping, want 2", n)
+	}
+	if !strings.Contains(logs.String(), "annotations=3") {
+		t.Errorf("no log of the 3 dropped: %q", logs.String())
+	}
+	// ck42's region was forgotten too: an end writes a new one, with an
+	// id above those of the file.
+	annotate(t, s2, annotator.Event{Kind: annotator.KindEnd, At: now(), Deploy: ck42, Verdict: "fail"})
+	got := s2.Find(t.Context(), store.Query{Tags: []string{annotator.DeployTag(ck42.ID)}})
+	if len(got) != 1 || got[0].ID <= all[0].ID {
+		t.Errorf("new region of %s = %+v, want one with an id above %d", ck42.ID, got, all[0].ID)
+	}
+	s2.Close()
+
+	// A negative retention keeps everything, however old.
+	s3, err := store.Open(path, store.Options{Retention: -1, Now: func() time.Time { return now().Add(10 * 365 * 24 * time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s3.Close()
+	if n := len(s3.Find(t.Context(), store.Query{})); n != 3 {
+		t.Errorf("retention < 0 kept %d annotations, want 3", n)
 	}
 }
 
@@ -298,7 +357,8 @@ func FuzzOpen(f *testing.F) {
 		if err := os.WriteFile(path, content, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		s, err := store.Open(path, store.Options{})
+		// At the epoch, the retention keeps what the seeds hold.
+		s, err := store.Open(path, store.Options{Now: func() time.Time { return time.UnixMilli(0) }})
 		if err != nil {
 			if !strings.Contains(err.Error(), path) {
 				t.Errorf("error %q does not name the file", err)

@@ -199,7 +199,8 @@ func newBuilder() *builder {
 	return &builder{labels: map[string]collector.Labels{}, points: map[string][]point{}}
 }
 
-// series returns the points slice of a series, creating it.
+// add appends p to the series of key, recording the series and its
+// labels l the first time key is seen.
 func (b *builder) add(key string, l collector.Labels, p point) {
 	if _, ok := b.labels[key]; !ok {
 		b.keys = append(b.keys, key)

@@ -3,6 +3,7 @@ package scrape
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -204,10 +205,5 @@ func ServerSetTargets(c *ServerSetConfig, members []deploy.Announcement) []Targe
 }
 
 func sortedNames(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
+	return slices.Sorted(maps.Keys(m))
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/immune-project/immune/deploy"
 	"github.com/immune-project/immune/deploy/httpapi"
+	"github.com/immune-project/immune/internal/bearer"
 )
 
 // exitPending is "immune deploy status"'s answer for a deploy whose
@@ -108,15 +109,11 @@ func (c *apiClient) do(ctx context.Context, method, path string, body, v any) er
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.tokenFile != "" && method != http.MethodGet {
-		b, err := os.ReadFile(c.tokenFile)
+		b, err := bearer.Read(c.tokenFile)
 		if err != nil {
-			var pe *os.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return fmt.Errorf("read token file %s: %v", c.tokenFile, err)
+			return err
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(b)))
+		req.Header.Set("Authorization", "Bearer "+string(b))
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
@@ -155,8 +152,10 @@ func signalContext() (context.Context, context.CancelFunc) {
 const deployStartUsage = `Usage: immune deploy start --service S --version V [flags]
 
 Announces a deploy (POST /api/v1/deploys) and prints its id on stdout, the
-id given with --id or one immune makes up. Sending the same deploy again is
-harmless (same id, same answer); the same id with other fields is refused.
+id given with --id or one immune makes up. Sending the same deploy again
+with the same --id is harmless (same answer); the same id with other fields
+is refused. Without --id every start is a new deploy with a fresh id: to
+retry safely, give --id.
 
 Exit status: 0 accepted; 1 refused or immune unreachable; 2 bad flags.
 

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -183,5 +184,27 @@ func TestDeployToken(t *testing.T) {
 		if strings.Contains(s, secret) {
 			t.Errorf("the token shows in %q", s)
 		}
+	}
+}
+
+// TestDeployEmptyTokenFile: an empty --token-file is an error before any
+// request, not an empty bearer token sent to immune.
+func TestDeployEmptyTokenFile(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		http.Error(w, `{"error":"unauthorized"}`, http.StatusUnauthorized)
+	}))
+	defer srv.Close()
+	f := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(f, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runArgs("deploy", "start", "--url", srv.URL, "--token-file", f, "--service", "s", "--version", "v", "--id", "d1")
+	if code != 1 || !strings.Contains(errs, "token file "+f) || !strings.Contains(errs, "empty") {
+		t.Errorf("empty token file: exit %d, %q", code, errs)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("%d requests sent with an empty token file, want none", n)
 	}
 }

@@ -5,8 +5,9 @@ import "errors"
 // Errors of the deploy sources; they wrap them with the detail, so test
 // with errors.Is.
 var (
-	// ErrMalformed: a record (znode data, request body, persisted line)
-	// is not valid JSON or misses a required field.
+	// ErrMalformed: a record (znode data, a line of the HTTP API's log)
+	// is not valid JSON or misses a required field. (A request body's
+	// error names the field instead.)
 	ErrMalformed = errors.New("malformed record")
 	// ErrUnknownDeploy: no deploy has that id.
 	ErrUnknownDeploy = errors.New("unknown deploy")

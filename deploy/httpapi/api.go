@@ -90,7 +90,7 @@ const DefaultRetention = 7 * 24 * time.Hour
 
 // API is the HTTP deploy source.
 type API struct {
-	opts    Options
+	status  StatusFunc // nil: no verdicts
 	log     *slog.Logger
 	metrics *deploy.Metrics
 	now     func() time.Time
@@ -118,7 +118,7 @@ type state struct {
 // dropped.
 func New(opts Options) (*API, error) {
 	a := &API{
-		opts: opts, log: opts.Logger, metrics: deploy.NewMetrics(opts.Registerer), now: opts.Now,
+		status: opts.Status, log: opts.Logger, metrics: deploy.NewMetrics(opts.Registerer), now: opts.Now,
 		token: httpx.Token{File: opts.TokenFile}, q: queue.New(), deploys: map[string]*state{},
 	}
 	if a.log == nil {
@@ -258,6 +258,19 @@ func (a *API) authorize(w http.ResponseWriter, r *http.Request) bool {
 	return ok
 }
 
+// fail answers err with its code: 404 for deploy.ErrUnknownDeploy, 409
+// for deploy.ErrConflict, 500 otherwise.
+func fail(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, deploy.ErrUnknownDeploy):
+		code = http.StatusNotFound
+	case errors.Is(err, deploy.ErrConflict):
+		code = http.StatusConflict
+	}
+	httpx.WriteError(w, code, err.Error())
+}
+
 func (a *API) badRequest(w http.ResponseWriter, err error) {
 	a.metrics.Error(SourceName, "malformed")
 	httpx.WriteError(w, http.StatusBadRequest, err.Error())
@@ -301,7 +314,7 @@ func (a *API) postDeploy(w http.ResponseWriter, r *http.Request) {
 			rec.State = old.rec.State
 		}
 		if !sameDeploy(old.rec, rec) {
-			httpx.WriteError(w, http.StatusConflict, fmt.Sprintf("%v: deploy %s exists with different content", deploy.ErrConflict, rec.ID))
+			fail(w, fmt.Errorf("%w: deploy %s exists with different content", deploy.ErrConflict, rec.ID))
 			return
 		}
 		httpx.WriteJSON(w, http.StatusOK, old.rec)
@@ -343,7 +356,7 @@ func (a *API) lookup(w http.ResponseWriter, r *http.Request) (*state, bool) {
 	id := r.PathValue("id")
 	s, ok := a.deploys[id]
 	if !ok {
-		httpx.WriteError(w, http.StatusNotFound, fmt.Sprintf("%v %q", deploy.ErrUnknownDeploy, id))
+		fail(w, fmt.Errorf("%w %q", deploy.ErrUnknownDeploy, id))
 	}
 	return s, ok
 }
@@ -373,7 +386,7 @@ func (a *API) postGroup(w http.ResponseWriter, r *http.Request) {
 			g.StartedAt = old.StartedAt
 		}
 		if !reflect.DeepEqual(normGroup(old), normGroup(g)) {
-			httpx.WriteError(w, http.StatusConflict, fmt.Sprintf("%v: group %d of deploy %s exists with different content", deploy.ErrConflict, g.Group, s.rec.ID))
+			fail(w, fmt.Errorf("%w: group %d of deploy %s exists with different content", deploy.ErrConflict, g.Group, s.rec.ID))
 			return
 		}
 		httpx.WriteJSON(w, http.StatusOK, old)
@@ -500,8 +513,8 @@ func (a *API) view(ctx context.Context, id string) (View, bool) {
 		}
 	}
 	a.mu.Unlock()
-	if a.opts.Status != nil {
-		st, ok := a.opts.Status(ctx, id)
+	if a.status != nil {
+		st, ok := a.status(ctx, id)
 		if ok {
 			v.Status = st
 			known = true
@@ -514,7 +527,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	v, ok := a.view(r.Context(), id)
 	if !ok {
-		httpx.WriteError(w, http.StatusNotFound, fmt.Sprintf("%v %q", deploy.ErrUnknownDeploy, id))
+		fail(w, fmt.Errorf("%w %q", deploy.ErrUnknownDeploy, id))
 		return
 	}
 	httpx.WriteJSON(w, http.StatusOK, v)

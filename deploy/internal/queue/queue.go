@@ -35,13 +35,6 @@ func (q *Queue) Push(evs ...deploy.Event) {
 	}
 }
 
-// Len is the number of events waiting.
-func (q *Queue) Len() int {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	return len(q.items)
-}
-
 // Drain sends the queued events to out, in order, until ctx ends; it
 // returns ctx.Err(). sent, when not nil, is called after each event.
 func (q *Queue) Drain(ctx context.Context, out chan<- deploy.Event, sent func(deploy.Event)) error {

@@ -40,18 +40,13 @@ const (
 	StatusResolved = "resolved"
 )
 
-// Message is Alertmanager's webhook payload.
+// Message is what the receiver reads of Alertmanager's webhook payload;
+// the other fields (groupKey, groupLabels, commonLabels, externalURL, …)
+// are ignored.
 type Message struct {
-	Version           string            `json:"version"`
-	GroupKey          string            `json:"groupKey"`
-	TruncatedAlerts   int               `json:"truncatedAlerts"`
-	Status            string            `json:"status"`
-	Receiver          string            `json:"receiver"`
-	GroupLabels       map[string]string `json:"groupLabels"`
-	CommonLabels      map[string]string `json:"commonLabels"`
-	CommonAnnotations map[string]string `json:"commonAnnotations"`
-	ExternalURL       string            `json:"externalURL"`
-	Alerts            []Alert           `json:"alerts"`
+	Version  string  `json:"version"`
+	Receiver string  `json:"receiver"`
+	Alerts   []Alert `json:"alerts"`
 }
 
 // Alert is one alert of a Message.
@@ -71,16 +66,9 @@ func Parse(body []byte) (*Message, error) {
 	// The alerts are decoded one by one, so that an error names the
 	// alert; the rest of the message first.
 	var h struct {
-		Version           string            `json:"version"`
-		GroupKey          string            `json:"groupKey"`
-		TruncatedAlerts   int               `json:"truncatedAlerts"`
-		Status            string            `json:"status"`
-		Receiver          string            `json:"receiver"`
-		GroupLabels       map[string]string `json:"groupLabels"`
-		CommonLabels      map[string]string `json:"commonLabels"`
-		CommonAnnotations map[string]string `json:"commonAnnotations"`
-		ExternalURL       string            `json:"externalURL"`
-		Alerts            json.RawMessage   `json:"alerts"`
+		Version  string          `json:"version"`
+		Receiver string          `json:"receiver"`
+		Alerts   json.RawMessage `json:"alerts"`
 	}
 	if err := httpx.DecodeObject(body, &h, "", false); err != nil {
 		return nil, err
@@ -97,12 +85,7 @@ func Parse(body []byte) (*Message, error) {
 	if err := json.Unmarshal(h.Alerts, &alerts); err != nil || alerts == nil {
 		return nil, &httpx.FieldError{Field: "alerts", Msg: "want an array of alerts"}
 	}
-	m := &Message{
-		Version: h.Version, GroupKey: h.GroupKey, TruncatedAlerts: h.TruncatedAlerts, Status: h.Status,
-		Receiver: h.Receiver, GroupLabels: h.GroupLabels, CommonLabels: h.CommonLabels,
-		CommonAnnotations: h.CommonAnnotations, ExternalURL: h.ExternalURL,
-	}
-	m.Alerts = make([]Alert, len(alerts))
+	m := &Message{Version: h.Version, Receiver: h.Receiver, Alerts: make([]Alert, len(alerts))}
 	for i, ra := range alerts {
 		prefix := fmt.Sprintf("alerts[%d].", i)
 		a := &m.Alerts[i]

@@ -223,6 +223,17 @@ immune_deploy_source_errors_total{reason="unauthorized",source="alertmanager"} 1
 	}
 }
 
+// TestParseIgnores: the payload's fields the receiver does not read are
+// not checked (a later Alertmanager may change them).
+func TestParseIgnores(t *testing.T) {
+	body := `{"version":"4","receiver":"immune","groupKey":7,"truncatedAlerts":"none","status":1,"groupLabels":[],
+"commonLabels":null,"commonAnnotations":"x","externalURL":{},"alerts":[` + alert("firing", "checkout", "a1", "2026-11-25T11:58:00Z") + `]}`
+	m, err := alertmanager.Parse([]byte(body))
+	if err != nil || m.Receiver != "immune" || len(m.Alerts) != 1 || m.Alerts[0].Fingerprint != "a1" {
+		t.Fatalf("Parse: %+v, %v", m, err)
+	}
+}
+
 func FuzzParse(f *testing.F) {
 	f.Add([]byte(payload(alert("firing", "checkout", "a1", "2026-11-25T11:58:00Z"))))
 	f.Add([]byte(`{"version":"4","alerts":[{"status":"resolved","labels":{},"startsAt":"2026-11-25T11:58:00Z","fingerprint":"x"}]}`))

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,11 +18,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/immune-project/immune/internal/zk"
-
 	"github.com/immune-project/immune/analysis"
+	"github.com/immune-project/immune/collector/promtest"
 	"github.com/immune-project/immune/deploy"
 	"github.com/immune-project/immune/internal/config"
+	"github.com/immune-project/immune/internal/zk"
 	"github.com/immune-project/immune/internal/zkconn"
 	"github.com/immune-project/immune/internal/zktest"
 	"github.com/immune-project/immune/rollback/audit"
@@ -116,7 +115,7 @@ func TestEndToEnd(t *testing.T) {
 	defer cancel()
 
 	// Prometheus discovers the members through serverset_sd_configs.
-	e.promURL, e.promStop = startPrometheus(t, fmt.Sprintf(`global:
+	e.promURL, e.promStop = promtest.StartStoppable(t, fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
 scrape_configs:
@@ -408,51 +407,6 @@ func (e *e2e) get(path string) string {
 		e.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b.String())
 	}
 	return b.String()
-}
-
-// startPrometheus starts a Prometheus of the test's own through
-// scripts/prometheus.sh start --config, and returns its URL and a stop.
-func startPrometheus(t *testing.T, cfg string) (string, func()) {
-	t.Helper()
-	if _, err := exec.LookPath("prometheus"); err != nil {
-		if os.Getenv("IMMUNE_REQUIRE_SERVERS") == "1" {
-			t.Fatal("no prometheus binary (IMMUNE_REQUIRE_SERVERS=1: a missing server is a failure)")
-		}
-		t.Skip("no prometheus binary: scripts/install-deps.sh installs Debian's")
-	}
-	script, err := filepath.Abs("../../scripts/prometheus.sh")
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "prometheus.yml")
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(script, "start", "--config", file).Output()
-	if err != nil {
-		t.Fatalf("prometheus.sh start: %v", err)
-	}
-	env := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if k, v, ok := strings.Cut(strings.TrimPrefix(line, "export "), "="); ok {
-			env[k] = strings.Trim(v, `'"`)
-		}
-	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cmd := exec.Command(script, "stop")
-			cmd.Env = os.Environ()
-			for k, v := range env {
-				cmd.Env = append(cmd.Env, k+"="+v)
-			}
-			if out, err := cmd.CombinedOutput(); err != nil {
-				t.Errorf("prometheus.sh stop: %v: %s", err, out)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return env["IMMUNE_TEST_PROMETHEUS_URL"], stop
 }
 
 // testLog writes immune's log lines into the test's log.

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -21,6 +22,16 @@ import (
 // The test is skipped under -short, and when there is no prometheus
 // binary, unless IMMUNE_REQUIRE_SERVERS=1: then it fails.
 func Start(t testing.TB, config string) string {
+	t.Helper()
+	url, _ := StartStoppable(t, config)
+	return url
+}
+
+// StartStoppable is Start, and also returns a stop for a test that stops
+// the server before it ends (to see immune through a Prometheus outage).
+// The stop may be called any number of times, from any goroutine: the
+// first call stops the server, and the test's end does nothing more.
+func StartStoppable(t testing.TB, config string) (url string, stop func()) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test against a real Prometheus: skipped under -short")
@@ -60,21 +71,25 @@ func Start(t testing.TB, config string) string {
 			env[k] = strings.Trim(v, `'"`)
 		}
 	}
-	url := env["IMMUNE_TEST_PROMETHEUS_URL"]
+	url = env["IMMUNE_TEST_PROMETHEUS_URL"]
 	if url == "" || env["IMMUNE_TEST_PROMETHEUS_PID"] == "" {
 		t.Fatalf("%s start printed %q", script, out)
 	}
-	t.Cleanup(func() {
-		stop := exec.Command(script, "stop")
-		stop.Env = os.Environ()
-		for k, v := range env {
-			stop.Env = append(stop.Env, k+"="+v)
-		}
-		if out, err := stop.CombinedOutput(); err != nil {
-			t.Errorf("%s stop: %v: %s", script, err, out)
-		}
-	})
-	return url
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cmd := exec.Command(script, "stop")
+			cmd.Env = os.Environ()
+			for k, v := range env {
+				cmd.Env = append(cmd.Env, k+"="+v)
+			}
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Errorf("%s stop: %v: %s", script, err, out)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return url, stop
 }
 
 // script finds scripts/prometheus.sh above the working directory (a

@@ -14,8 +14,6 @@ var (
 	ErrUnavailable = errors.New("deploy api unavailable")
 	// ErrBadResponse: an answer that is not what the protocol says.
 	ErrBadResponse = errors.New("bad response")
-	// ErrBadBehaviour: a behaviour specification that cannot be parsed.
-	ErrBadBehaviour = errors.New("bad behaviour")
 	// ErrClosed: the fleet was closed.
 	ErrClosed = errors.New("fleet closed")
 )

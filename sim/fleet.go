@@ -42,12 +42,6 @@ type FleetOptions struct {
 	// Now stamps events and self tests; the clock's wall time when nil.
 	// A demo whose immune runs in simulated time passes Clock.Now.
 	Now func() time.Time
-	// RestartDelay is how long (wall clock) an instance stays down on a
-	// deploy, between stop and start; default none.
-	RestartDelay time.Duration
-	// Host is the loopback address the instances listen on, default
-	// 127.0.0.1.
-	Host string
 	// OnEvent receives the fleet's timeline events (called synchronously;
 	// keep it short). Nil: none.
 	OnEvent func(Event)
@@ -104,9 +98,6 @@ func NewFleet(opts FleetOptions) (*Fleet, error) {
 	if opts.Behaviours == nil {
 		opts.Behaviours = DefaultBehaviours()
 	}
-	if opts.Host == "" {
-		opts.Host = "127.0.0.1"
-	}
 	f := &Fleet{opts: opts, clock: opts.Clock, log: opts.Logger, insts: map[string]*member{}}
 	if f.clock == nil {
 		f.clock = NewClock(nil, 1)
@@ -132,9 +123,6 @@ func NewFleet(opts FleetOptions) (*Fleet, error) {
 // Service is the fleet's service.
 func (f *Fleet) Service() string { return f.opts.Service }
 
-// Clock is the fleet's simulated clock.
-func (f *Fleet) Clock() *Clock { return f.clock }
-
 // Instances are the names of the instances, in order.
 func (f *Fleet) Instances() []string { return append([]string(nil), f.order...) }
 
@@ -159,7 +147,7 @@ func (f *Fleet) Start(ctx context.Context) error {
 	f.mu.Unlock()
 	for _, name := range f.order {
 		m := f.insts[name]
-		ln, err := net.Listen("tcp", net.JoinHostPort(f.opts.Host, "0"))
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			f.Close()
 			return fmt.Errorf("fleet: listen for %s: %w", name, err)
@@ -283,15 +271,6 @@ func (f *Fleet) DeployInstance(ctx context.Context, name, version string, ref Re
 		return deploy.SelfTestRecord{}, err
 	}
 	m.inst.Stop()
-	if f.opts.RestartDelay > 0 {
-		t := time.NewTimer(f.opts.RestartDelay)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return deploy.SelfTestRecord{}, fmt.Errorf("deploy %s to %s: %w", version, name, ctx.Err())
-		}
-	}
 	m.inst.Start(f.clock.Now(), version)
 	f.emit(Event{Kind: EventRestarted, Instance: name, Version: version}, ref)
 	rec := m.inst.SelfTest(f.opts.Now().UTC())

@@ -342,8 +342,9 @@ func TestRevertWebhook(t *testing.T) {
 		{"bad id", `{"deploy_id":"../x","reason":"x"}`, 400, "not a valid name"},
 		{"unknown deploy", `{"deploy_id":"d9","reason":"x"}`, 404, "unknown deploy"},
 		{"too large", `{"deploy_id":"d1","reason":"` + strings.Repeat("x", 2<<20) + `"}`, 413, "over 1 MiB"},
+		{"id instead of deploy_id", `{"id":"d1","reason":"x"}`, 400, "deploy_id is missing"},
 		{"accepted", `{"deploy_id":"d1","reason":"conversion dropped","extra":[1,2]}`, 202, `"success"`},
-		{"duplicate", `{"id":"d1","reason":"again"}`, 200, "already requested"},
+		{"duplicate", `{"deploy_id":"d1","reason":"again"}`, 200, "already requested"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, err := http.Post(hook.URL+"/revert", "application/json", strings.NewReader(tc.body))
@@ -381,7 +382,8 @@ func TestParseStatus(t *testing.T) {
 	}{
 		{`{"deploy":{"id":"d"},"verdict":null,"revert":null}`, false, false, false},
 		{`{"verdict":{"decision":"proceed","group":0},"revert":null,"more":1}`, true, false, false},
-		{`{"status":"success","data":{"verdict":{"decision":"revert"},"revert":{"deploy_id":"d","reason":"r"}}}`, true, true, false},
+		// Only the top level counts, as immune answers (no "data" wrapper).
+		{`{"status":"success","data":{"verdict":{"decision":"revert"},"revert":{"deploy_id":"d","reason":"r"}}}`, false, false, false},
 		{`[]`, false, false, true},
 		{`{"verdict":"pass"}`, false, false, true},
 	} {

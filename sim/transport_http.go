@@ -175,24 +175,16 @@ func (t *HTTPTransport) Status(ctx context.Context, _, id string) (Status, <-cha
 
 // ParseStatus reads the answer of GET /api/v1/deploys/{id}: an object
 // with verdict and revert (each an object or null; other fields are
-// ignored), at the top or inside "data".
+// ignored).
 func ParseStatus(b []byte) (Status, error) {
 	var body struct {
 		Verdict *deploy.VerdictRecord `json:"verdict"`
 		Revert  *deploy.RevertRecord  `json:"revert"`
-		Data    *struct {
-			Verdict *deploy.VerdictRecord `json:"verdict"`
-			Revert  *deploy.RevertRecord  `json:"revert"`
-		} `json:"data"`
 	}
 	if err := json.Unmarshal(b, &body); err != nil {
 		return Status{}, fmt.Errorf("deploy status: %w: %w", ErrBadResponse, err)
 	}
-	st := Status{Verdict: body.Verdict, Revert: body.Revert}
-	if body.Data != nil && st.Verdict == nil && st.Revert == nil {
-		st = Status{Verdict: body.Data.Verdict, Revert: body.Data.Revert}
-	}
-	return st, nil
+	return Status{Verdict: body.Verdict, Revert: body.Revert}, nil
 }
 
 // Reverted returns the revert request the webhook received for a
@@ -215,19 +207,13 @@ func (t *HTTPTransport) Register(mux *http.ServeMux) {
 // maxWebhookBody bounds the body of a revert request.
 const maxWebhookBody = 1 << 20
 
-// ParseRevertRequest reads a revert webhook body: a JSON object with at
-// least deploy_id (or id) and reason; other fields are ignored.
+// ParseRevertRequest reads a revert webhook body, as immune's webhook
+// trigger sends it: a JSON object with at least deploy_id and reason;
+// other fields are ignored.
 func ParseRevertRequest(b []byte) (deploy.RevertRecord, error) {
-	var body struct {
-		deploy.RevertRecord
-		ID string `json:"id"`
-	}
-	if err := json.Unmarshal(b, &body); err != nil {
+	var r deploy.RevertRecord
+	if err := json.Unmarshal(b, &r); err != nil {
 		return deploy.RevertRecord{}, fmt.Errorf("revert request: %w", err)
-	}
-	r := body.RevertRecord
-	if r.DeployID == "" {
-		r.DeployID = body.ID
 	}
 	switch {
 	case r.DeployID == "":

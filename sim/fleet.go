@@ -70,6 +70,8 @@ type Fleet struct {
 	wg      sync.WaitGroup
 }
 
+// member is an instance of the fleet; it is announced exactly when it
+// takes traffic (Instance.Up's inTraffic).
 type member struct {
 	inst  *Instance
 	shard int
@@ -77,7 +79,13 @@ type member struct {
 	mu    sync.Mutex
 	addr  string
 	srv   *http.Server
-	ann   bool
+}
+
+// announced reports whether the member is a ServerSet member (takes
+// traffic).
+func (m *member) announced() bool {
+	_, in := m.inst.Up()
+	return in
 }
 
 // NewFleet creates the instances, running opts.Version; Start serves and
@@ -194,9 +202,9 @@ func (f *Fleet) Close() {
 	for _, name := range f.order {
 		m := f.insts[name]
 		m.mu.Lock()
-		ann, srv := m.ann, m.srv
+		srv := m.srv
 		m.mu.Unlock()
-		if ann && f.opts.Announcer != nil {
+		if m.announced() && f.opts.Announcer != nil {
 			if err := f.opts.Announcer.Unannounce(ctx, f.opts.Service, name); err != nil {
 				f.log.Warn("fleet: un-announce at close", "instance", name, "err", err)
 			}
@@ -217,9 +225,9 @@ func (f *Fleet) Targets() []Target {
 	for _, name := range f.order {
 		m := f.insts[name]
 		m.mu.Lock()
-		t := Target{Instance: name, Addr: m.addr, Announced: m.ann}
+		t := Target{Instance: name, Addr: m.addr}
 		m.mu.Unlock()
-		t.Version = m.inst.Version()
+		t.Version, t.Announced = m.inst.Version(), m.announced()
 		out = append(out, t)
 	}
 	return out
@@ -316,9 +324,6 @@ func (f *Fleet) announce(ctx context.Context, m *member, ref Ref) error {
 			f.emit(Event{Kind: EventError, Instance: name, Detail: err.Error()}, ref)
 		}
 	}
-	m.mu.Lock()
-	m.ann = true
-	m.mu.Unlock()
 	m.inst.SetTraffic(true)
 	f.emit(Event{Kind: EventAnnounced, Instance: name, Version: m.inst.Version()}, ref)
 	return nil
@@ -326,11 +331,8 @@ func (f *Fleet) announce(ctx context.Context, m *member, ref Ref) error {
 
 func (f *Fleet) unannounce(ctx context.Context, m *member, ref Ref) error {
 	name := m.inst.Name()
+	was := m.announced()
 	m.inst.SetTraffic(false)
-	m.mu.Lock()
-	was := m.ann
-	m.ann = false
-	m.mu.Unlock()
 	if f.opts.Announcer != nil {
 		if err := f.opts.Announcer.Unannounce(ctx, f.opts.Service, name); err != nil {
 			if ctx.Err() != nil {

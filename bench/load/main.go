@@ -282,6 +282,7 @@ func bench(f flags, stdout, stderr io.Writer) error {
 	var lat []time.Duration
 	nbad := 0
 	tr.mu.Lock()
+	reverted, falseReverts := countReverts(ids, bad, tr.at)
 	for i, id := range ids {
 		if !bad[i] {
 			continue
@@ -298,7 +299,6 @@ func bench(f flags, stdout, stderr io.Writer) error {
 			lat = append(lat, time.Duration(float64(at.Sub(w))*f.speed))
 		}
 	}
-	falseReverts := len(tr.at) - len(lat)
 	tr.mu.Unlock()
 	slices.Sort(lat)
 	looksN, looksSum := histogram(reg, "immune_analysis_duration_seconds")
@@ -311,13 +311,29 @@ func bench(f flags, stdout, stderr io.Writer) error {
 		(cpu / time.Duration(f.analyses)).Round(time.Microsecond),
 		(cpu / time.Duration(max(looksN, 1))).Round(time.Microsecond),
 		perHeap/1024, looksN, 1000*looksSum/float64(max(looksN, 1)))
-	fmt.Fprintf(stdout, "\nverdicts: %v; bad deploys %d, reverted %d, reverts of harmless deploys %d\n", verdicts, nbad, len(lat), falseReverts)
+	fmt.Fprintf(stdout, "\nverdicts: %v; bad deploys %d, reverted %d, reverts of harmless deploys %d\n", verdicts, nbad, reverted, falseReverts)
 	if len(lat) > 0 {
-		fmt.Fprintf(stdout, "from the append of the deciding sample to the revert (simulated time): median %s, p95 %s, max %s (one step is %s)\n",
-			lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*95/100].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), f.step)
+		fmt.Fprintf(stdout, "from the append of the deciding sample to the revert (simulated time, %d reverts): median %s, p95 %s, max %s (one step is %s)\n",
+			len(lat), lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)*95/100].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond), f.step)
 	}
 	fmt.Fprintf(stdout, "CPU %s over %s of wall time (%.0f%% of one core)\n", cpu.Round(time.Millisecond), wall.Round(time.Millisecond), 100*cpu.Seconds()/wall.Seconds())
 	return nil
+}
+
+// countReverts splits the reverts asked for (by deploy id) into those of
+// bad deploys and those of harmless ones; ids[i] is bad when bad[i].
+func countReverts(ids []string, bad []bool, at map[string]time.Time) (ofBad, ofHarmless int) {
+	for i, id := range ids {
+		if _, ok := at[id]; !ok {
+			continue
+		}
+		if bad[i] {
+			ofBad++
+		} else {
+			ofHarmless++
+		}
+	}
+	return ofBad, ofHarmless
 }
 
 func cpuTime() time.Duration {

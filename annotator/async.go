@@ -6,11 +6,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/immune-project/immune/internal/backoff"
 )
 
 // Log attribute keys.
@@ -208,12 +209,7 @@ func (a *Async) write(ev Event) {
 // backoff is the wait after the given attempt: doubling from MinBackoff,
 // capped at MaxBackoff, with jitter in [d/2, d].
 func (a *Async) backoff(attempt int) time.Duration {
-	d := a.opts.MinBackoff
-	for i := 1; i < attempt && d < a.opts.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, a.opts.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Jittered(a.opts.MinBackoff, a.opts.MaxBackoff, attempt)
 }
 
 // Metric label values.

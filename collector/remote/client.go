@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/api"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/immune-project/immune/internal/backoff"
 	"github.com/immune-project/immune/internal/bearer"
 )
 
@@ -143,12 +143,7 @@ func (c *retryClient) classify(ctx context.Context, info *callInfo, resp *http.R
 // backoff is the wait after the given attempt: doubling from minBackoff,
 // capped at maxBackoff, with jitter in [d/2, d].
 func (c *retryClient) backoff(attempt int) time.Duration {
-	d := c.minBackoff
-	for i := 1; i < attempt && d < c.maxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, c.maxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Jittered(c.minBackoff, c.maxBackoff, attempt)
 }
 
 func queryOf(req *http.Request) string {

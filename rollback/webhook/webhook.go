@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"net/textproto"
 	"net/url"
@@ -22,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/immune-project/immune/internal/backoff"
 	"github.com/immune-project/immune/internal/bearer"
 	"github.com/immune-project/immune/rollback"
 )
@@ -271,12 +271,7 @@ func (t *Trigger) attempt(ctx context.Context, id string, body []byte) (status i
 // backoff is the wait after the given attempt: doubling from MinBackoff,
 // capped at MaxBackoff, with jitter in [d/2, d].
 func (t *Trigger) backoff(attempt int) time.Duration {
-	d := t.cfg.MinBackoff
-	for i := 1; i < attempt && d < t.cfg.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, t.cfg.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return backoff.Jittered(t.cfg.MinBackoff, t.cfg.MaxBackoff, attempt)
 }
 
 // redactURL hides a password in a URL's user info.

@@ -128,7 +128,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 
 // checkRun checks a config and its rule files without starting anything.
 func checkRun(cfg *config.Config, extra []string, stdout, stderr io.Writer) int {
-	patterns := append(resolveAll(cfg, cfg.Rules), extra...)
+	patterns := append(append([]string(nil), cfg.Rules...), extra...)
 	n := 0
 	if len(patterns) > 0 {
 		set, errs := rules.LoadSet(patterns)

@@ -127,7 +127,7 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 	}
 
 	// Rules.
-	patterns := append(append([]string(nil), resolveAll(cfg, cfg.Rules)...), o.RulePatterns...)
+	patterns := append(append([]string(nil), cfg.Rules...), o.RulePatterns...)
 	if len(patterns) == 0 {
 		s.log.Warn("no rule files (rules: in the config, or --rules): deploys are recorded, none is analysed")
 		s.rules = &rules.Set{}
@@ -146,7 +146,7 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 	switch cfg.Metrics.Source {
 	case "prometheus":
 		p := cfg.Metrics.Prometheus
-		rs, err := remote.New(remote.Options{URL: p.URL, Timeout: p.Timeout.D(), BearerTokenFile: cfg.Resolve(p.BearerTokenFile),
+		rs, err := remote.New(remote.Options{URL: p.URL, Timeout: p.Timeout.D(), BearerTokenFile: p.BearerTokenFile,
 			Logger: s.log, Registerer: s.reg})
 		if err != nil {
 			return nil, fmt.Errorf("metrics.prometheus: %w", err)
@@ -173,9 +173,9 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 
 	// ZooKeeper.
 	if z := cfg.ZooKeeper; z != nil {
-		zc := zkconn.Config{Servers: z.Servers, SessionTimeout: z.SessionTimeout.D(), CredentialsFile: cfg.Resolve(z.CredentialsFile), Logger: s.log}
+		zc := zkconn.Config{Servers: z.Servers, SessionTimeout: z.SessionTimeout.D(), CredentialsFile: z.CredentialsFile, Logger: s.log}
 		if z.TLS != nil {
-			tc, err := tlsConfig(cfg, z.TLS)
+			tc, err := tlsConfig(z.TLS)
 			if err != nil {
 				return nil, fmt.Errorf("zookeeper.tls: %w", err)
 			}
@@ -215,7 +215,6 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 	anns := []annotator.Annotator{s.async("store", notes)}
 	if g := cfg.Grafana; g != nil {
 		gc := *g
-		gc.TokenFile = cfg.Resolve(gc.TokenFile)
 		if gc.ReportBaseURL == "" {
 			gc.ReportBaseURL = cfg.ExternalURL // after --listen
 		}
@@ -255,7 +254,7 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 	// Deploy sources.
 	if *cfg.Deploys.HTTP {
 		api, err := httpapi.New(httpapi.Options{DataDir: cfg.DataDir, Retention: cfg.Deploys.Retention.D(),
-			TokenFile: cfg.Resolve(cfg.Deploys.TokenFile), Status: s.status, Logger: s.log, Registerer: s.reg, Now: o.Now})
+			TokenFile: cfg.Deploys.TokenFile, Status: s.status, Logger: s.log, Registerer: s.reg, Now: o.Now})
 		if err != nil {
 			return nil, fmt.Errorf("http deploy api: %w", err)
 		}
@@ -263,7 +262,7 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 		s.closers = append(s.closers, func() { api.Close() })
 		s.sources = append(s.sources, api)
 	}
-	s.alerts = alertmanager.New(alertmanager.Options{ServiceLabel: cfg.Alerts.ServiceLabel, TokenFile: cfg.Resolve(cfg.Alerts.TokenFile),
+	s.alerts = alertmanager.New(alertmanager.Options{ServiceLabel: cfg.Alerts.ServiceLabel, TokenFile: cfg.Alerts.TokenFile,
 		Logger: s.log, Registerer: s.reg, Now: o.Now})
 	s.sources = append(s.sources, s.alerts)
 	if *cfg.Deploys.ZooKeeper {
@@ -292,12 +291,12 @@ func (s *server) collection(o serverOptions) error {
 		Limits: ingest.Limits{MaxBodyBytes: in.MaxBodyBytes, MaxSamplesPerRequest: in.MaxSamplesPerRequest,
 			MaxSeriesPerRequest: in.MaxSeriesPerRequest, MaxLabelsPerSeries: in.MaxLabelsPerSeries,
 			MaxLabelNameLength: in.MaxLabelNameLength, MaxLabelValueLength: in.MaxLabelValueLength, MaxAhead: in.MaxAhead.D()},
-		TokenFile: cfg.Resolve(in.TokenFile), Now: o.Now, Logger: s.log, Registerer: s.reg})
+		TokenFile: in.TokenFile, Now: o.Now, Logger: s.log, Registerer: s.reg})
 	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	rcv.Register(s.mux)
-	qa, err := queryapi.New(s.store, queryapi.Options{TokenFile: cfg.Resolve(cfg.Query.TokenFile), Now: o.Now, Revision: version,
+	qa, err := queryapi.New(s.store, queryapi.Options{TokenFile: cfg.Query.TokenFile, Now: o.Now, Revision: version,
 		Logger: s.log, Registerer: s.reg})
 	if err != nil {
 		return fmt.Errorf("query api: %w", err)
@@ -366,7 +365,6 @@ func (s *server) triggers(o serverOptions) (rollback.Trigger, rollback.Gate, rol
 		// set above
 	case "webhook":
 		wc := *cfg.Rollback.Webhook
-		wc.AuthFile = cfg.Resolve(wc.AuthFile)
 		t, err := webhook.New(wc, webhook.Options{Logger: s.log, Metrics: metrics})
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("rollback.webhook: %w", err)
@@ -583,18 +581,10 @@ func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g), h.min} }
 
-func resolveAll(cfg *config.Config, ps []string) []string {
-	out := make([]string, len(ps))
-	for i, p := range ps {
-		out[i] = cfg.Resolve(p)
-	}
-	return out
-}
-
-func tlsConfig(cfg *config.Config, t *config.TLS) (*tls.Config, error) {
+func tlsConfig(t *config.TLS) (*tls.Config, error) {
 	tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
 	if t.CAFile != "" {
-		pem, err := os.ReadFile(cfg.Resolve(t.CAFile))
+		pem, err := os.ReadFile(t.CAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -605,7 +595,7 @@ func tlsConfig(cfg *config.Config, t *config.TLS) (*tls.Config, error) {
 		tc.RootCAs = pool
 	}
 	if t.CertFile != "" {
-		c, err := tls.LoadX509KeyPair(cfg.Resolve(t.CertFile), cfg.Resolve(t.KeyFile))
+		c, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}

@@ -256,12 +256,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		}
 	}
 	c.Defaults()
-	// Paths in a file are relative to its directory. The shadow rule
-	// files are compared with the rule files' resolved names.
-	c.DataDir = c.Resolve(c.DataDir)
-	for i, p := range c.Rollback.ShadowRuleFiles {
-		c.Rollback.ShadowRuleFiles[i] = filepath.Clean(c.Resolve(p))
-	}
+	c.resolvePaths()
 	errs = append(errs, c.validate()...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -419,9 +414,39 @@ func (c *Config) Layout() deploy.Layout {
 	return deploy.Layout{Services: r.Services, Deploys: r.Deploys, Owners: r.Owners}
 }
 
-// Resolve makes a path of the config relative to the config file's
+// resolvePaths makes every path of the config (rule files, the data
+// directory, token, credential and certificate files) relative to the
+// config file's directory, once, so that no user of the config has to.
+// The shadow rule files are compared with the rule files' names.
+func (c *Config) resolvePaths() {
+	for _, ps := range [][]string{c.Rules, c.Rollback.ShadowRuleFiles} {
+		for i, p := range ps {
+			ps[i] = filepath.Clean(c.resolve(p))
+		}
+	}
+	for _, p := range []*string{&c.DataDir, &c.Deploys.TokenFile, &c.Alerts.TokenFile, &c.Ingest.TokenFile, &c.Query.TokenFile} {
+		*p = c.resolve(*p)
+	}
+	if m := c.Metrics.Prometheus; m != nil {
+		m.BearerTokenFile = c.resolve(m.BearerTokenFile)
+	}
+	if z := c.ZooKeeper; z != nil {
+		z.CredentialsFile = c.resolve(z.CredentialsFile)
+		if t := z.TLS; t != nil {
+			t.CAFile, t.CertFile, t.KeyFile = c.resolve(t.CAFile), c.resolve(t.CertFile), c.resolve(t.KeyFile)
+		}
+	}
+	if g := c.Grafana; g != nil {
+		g.TokenFile = c.resolve(g.TokenFile)
+	}
+	if w := c.Rollback.Webhook; w != nil {
+		w.AuthFile = c.resolve(w.AuthFile)
+	}
+}
+
+// resolve makes a path of the config relative to the config file's
 // directory.
-func (c *Config) Resolve(p string) string {
+func (c *Config) resolve(p string) string {
 	if p == "" || filepath.IsAbs(p) || c.file == "(defaults)" {
 		return p
 	}

@@ -68,6 +68,9 @@ grafana: {url: "http://g:3000", token_file: t}
 	if c.Metrics.Retention.D() != 15*24*time.Hour || c.Deploys.Retention.D() != 7*24*time.Hour {
 		t.Errorf("retentions %v, %v", c.Metrics.Retention.D(), c.Deploys.Retention.D())
 	}
+	if c.Rules[0] != "/etc/immune/checkout.yaml" || c.Grafana.TokenFile != "/etc/immune/t" || c.DataDir != "/etc/immune/immune-data" {
+		t.Errorf("paths not resolved once against the config's directory: rules %q, grafana token %q, data %q", c.Rules, c.Grafana.TokenFile, c.DataDir)
+	}
 	if c.Grafana.ReportBaseURL != "" {
 		t.Errorf("report_base_url defaulted to %q in the config", c.Grafana.ReportBaseURL)
 	}

@@ -83,7 +83,7 @@ type server struct {
 type serverOptions struct {
 	// RulePatterns are more rule files (flags), added to the config's.
 	RulePatterns []string
-	// Stdout receives nothing today; logs go to Log.
+	// Log receives the server's logs.
 	Log *slog.Logger
 	// Now is the clock (time.Now by default), After waits on it.
 	Now   func() time.Time

@@ -656,12 +656,17 @@ func (c *Conn) sendSetWatches() {
 }
 
 // handshakeTimeout bounds a connect request and its response (immune
-// patch).
+// patch): a third of the session timeout divided by the number of
+// servers, at least a second. ZooKeeper 3.8 accepts connections in the
+// instant after it binds its port at start and never answers them; a
+// client whose reconnect lands there must try again soon enough to
+// reach the server before its session expires.
 func (c *Conn) handshakeTimeout() time.Duration {
 	t := time.Duration(c.sessionTimeoutMs) * time.Millisecond
 	if n := c.hostProvider.Len(); n > 1 {
 		t /= time.Duration(n)
 	}
+	t /= 3
 	if t < time.Second {
 		t = time.Second
 	}
@@ -685,9 +690,8 @@ func (c *Conn) authenticate() error {
 
 	binary.BigEndian.PutUint32(buf[:4], uint32(n))
 
-	// immune patch: one deadline for the whole handshake, the session
-	// timeout divided by the number of servers, as the Java client's
-	// connect timeout (upstream waits 10 × 2/3 of the session timeout for
+	// immune patch: one deadline for the whole handshake (see
+	// handshakeTimeout; upstream waits 10 × 2/3 of the session timeout for
 	// each read and none for the response body, so a server that accepts
 	// the connection but never answers holds the client for minutes).
 	c.conn.SetDeadline(time.Now().Add(c.handshakeTimeout()))

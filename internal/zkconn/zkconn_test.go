@@ -203,9 +203,10 @@ func TestSilentServerRetried(t *testing.T) {
 		}
 		mu.Unlock()
 	}()
-	// A 2 s session: the handshake is abandoned after 2 s and retried
-	// after the library's 1 s pause, so 9 s see at least two attempts
-	// (upstream's deadline, 10 × 2/3 × 2 s = 13 s, allows one).
+	// A 2 s session: the handshake is abandoned after 1 s (a third of
+	// the session timeout, at least a second) and retried after the
+	// library's 1 s pause, so 9 s see at least two attempts (upstream's
+	// deadline, 10 × 2/3 × 2 s = 13 s, allows one).
 	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Second)
 	defer cancel()
 	_, err = zkconn.Dial(ctx, zkconn.Config{Servers: []string{ln.Addr().String()}, SessionTimeout: 2 * time.Second})
@@ -214,5 +215,48 @@ func TestSilentServerRetried(t *testing.T) {
 	}
 	if n := accepted.Load(); n < 2 {
 		t.Fatalf("%d connection attempts to a silent server in 9 s, want at least 2 (the handshake is not bounded by the session timeout)", n)
+	}
+}
+
+// TestReconnectPastSilentConnection: after a disconnection the client's
+// first reconnect lands on a connection that is accepted and never
+// answered (what ZooKeeper 3.8 does to connections that arrive in the
+// instant after it binds its port at a restart). The client must give
+// that attempt up and reach the server again within the session timeout,
+// keeping its session (and so its ephemeral znodes: immune's ownership).
+// With a handshake deadline of the whole session timeout, the session
+// expired (a CI failure of rollback/zookeeper's TestServerRestart).
+func TestReconnectPastSilentConnection(t *testing.T) {
+	addr := zktest.Shared(t)
+	proxy := zktest.NewProxy(t, addr)
+	c := dial(t, zkconn.Config{Servers: []string{proxy.Addr()}, SessionTimeout: 12 * time.Second})
+	_, id1, _ := c.Session()
+	proxy.Hang()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for proxy.Held() == 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the client did not try to reconnect after its connection closed")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	proxy.Restore()
+	for {
+		state, id2, _ := c.Session()
+		if state == zk.StateExpired {
+			t.Fatalf("the session expired behind a connection that never answered (held %d)", proxy.Held())
+		}
+		if c.HasSession() {
+			if id2 != id1 {
+				t.Fatalf("reconnected with a new session %x, want the old one %x kept", id2, id1)
+			}
+			return
+		}
+		select {
+		case <-c.Changed():
+		case <-ctx.Done():
+			t.Fatalf("no session 30 s after the proxy let connections through: state %v", state)
+		}
 	}
 }

@@ -42,8 +42,27 @@ func Start(t testing.TB) *Server {
 	skipUnlessServers(t)
 	s := &Server{t: t, dir: t.TempDir()}
 	s.start("")
-	t.Cleanup(func() { s.stop() })
+	t.Cleanup(func() {
+		if t.Failed() {
+			s.logTail(40)
+		}
+		s.stop()
+	})
 	return s
+}
+
+// logTail puts the last n lines of the server's log in the test's log.
+func (s *Server) logTail(n int) {
+	b, err := os.ReadFile(filepath.Join(s.dir, "zookeeper.log"))
+	if err != nil {
+		s.t.Logf("zookeeper log: %v", err)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	s.t.Logf("the last %d lines of the zookeeper log (%s):\n%s", len(lines), s.dir, strings.Join(lines, "\n"))
 }
 
 var (
@@ -249,6 +268,8 @@ type Proxy struct {
 	target string
 	mu     sync.Mutex
 	cut    bool
+	hang   bool
+	silent []net.Conn // held by Hang
 	conns  map[net.Conn]bool
 	wg     sync.WaitGroup
 }
@@ -281,10 +302,29 @@ func (p *Proxy) Cut() {
 	}
 }
 
+// Hang closes every proxied connection and then accepts new ones
+// without ever forwarding them, as ZooKeeper 3.8 does with connections
+// that arrive in the instant after it binds its port at start. Held
+// connections stay open and silent until the proxy closes; Restore lets
+// new ones through again.
+func (p *Proxy) Hang() {
+	p.Cut()
+	p.mu.Lock()
+	p.cut, p.hang = false, true
+	p.mu.Unlock()
+}
+
+// Held is how many connections Hang has held so far.
+func (p *Proxy) Held() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.silent)
+}
+
 // Restore lets connections through again.
 func (p *Proxy) Restore() {
 	p.mu.Lock()
-	p.cut = false
+	p.cut, p.hang = false, false
 	p.mu.Unlock()
 }
 
@@ -293,6 +333,12 @@ func (p *Proxy) Close() {
 	_ = p.ln.Close()
 	p.Cut()
 	p.wg.Wait()
+	p.mu.Lock()
+	for _, c := range p.silent {
+		_ = c.Close()
+	}
+	p.silent = nil
+	p.mu.Unlock()
 }
 
 func (p *Proxy) accept() {
@@ -306,6 +352,11 @@ func (p *Proxy) accept() {
 		if p.cut {
 			p.mu.Unlock()
 			_ = c.Close()
+			continue
+		}
+		if p.hang {
+			p.silent = append(p.silent, c)
+			p.mu.Unlock()
 			continue
 		}
 		p.mu.Unlock()

@@ -19,10 +19,13 @@ type Calibrations map[string]*detector.Calibration
 // how its statistic behaves at placebo deploys in the history before
 // deploy d (detector.CalibrateInPhase): placebos with the rule's lookback
 // and window, their windows ending before the deploy's own lookback, at
-// the same time of day when the history holds enough of them. With a
-// `seasonal` baseline (a season that is a whole number of steps) the
-// placebos are compared with their own earlier seasons
-// (detector.CalibrateSeasonal). Only data before the deploy is read.
+// the same time of day when the history holds enough of them. An
+// events/trials KPI (test auto or proportion) with a `before` baseline is
+// calibrated the same way on its two-proportion z (detector.CalibrateCounts,
+// from the events and trials of each step). With a `seasonal` baseline (a
+// season that is a whole number of steps) the Mann-Whitney KPIs' placebos
+// are compared with their own earlier seasons (detector.CalibrateSeasonal).
+// Only data before the deploy is read.
 //
 // A KPI whose history cannot be read (no series, say) gets an empty
 // calibration, and so is inconclusive for too little history, like one
@@ -49,6 +52,8 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		steps int
 		grid  bool // history on the step grid, gaps kept (seasonal)
 		build func(history []float64, bad detector.Direction) detector.Calibration
+		// counts calibrates an events/trials KPI's history (`before` only).
+		counts func(events, trials []float64, bad detector.Direction) detector.Calibration
 	)
 	switch {
 	case a.Baseline == rules.BaselineSeasonal && a.Season%a.Step == 0:
@@ -80,6 +85,9 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		build = func(h []float64, bad detector.Direction) detector.Calibration {
 			return detector.CalibrateInPhase(h, lookback, window, bad, placebos, period, tol, 2*need)
 		}
+		counts = func(e, t []float64, bad detector.Direction) detector.Calibration {
+			return detector.CalibrateCounts(e, t, lookback, window, bad, placebos, period, tol, 2*need)
+		}
 	default:
 		return cal, nil
 	}
@@ -88,11 +96,22 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	vars := varsOf(d)
 	for i := range f.KPIs {
 		rk := &f.KPIs[i]
-		if rk.ResolvedTest() != rules.MannWhitneyTest {
+		switch rk.ResolvedTest() {
+		case rules.MannWhitneyTest:
+		case rules.ProportionTest:
+			if counts != nil && rk.IsRatio() {
+				c, err := calibrateCounts(ctx, src, f, rk, vars, a.Step, span, counts)
+				if err != nil {
+					return nil, err
+				}
+				cal[rk.Name] = &c
+			}
+			continue
+		default:
 			// The placebos measure the Mann-Whitney statistic (or, for a
-			// seasonal baseline, the signed-rank one): a KPI judged by
-			// Welch, KS or as a proportion keeps its own test (with
-			// Bonferroni over the looks).
+			// seasonal baseline, the signed-rank one) and the
+			// two-proportion z: a KPI judged by Welch or KS keeps its own
+			// test (with Bonferroni over the looks).
 			continue
 		}
 		var history []float64
@@ -117,6 +136,36 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		cal[rk.Name] = &c
 	}
 	return cal, nil
+}
+
+// calibrateCounts reads an events/trials KPI's events and trials on the
+// step grid over span and calibrates the steps where both are valid
+// counts. A history that cannot be read gives an empty calibration
+// (inconclusive for too little history); a source that fails as a whole
+// is an error.
+func calibrateCounts(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars,
+	step time.Duration, span Span, build func(events, trials []float64, bad detector.Direction) detector.Calibration) (detector.Calibration, error) {
+	var events, trials []float64
+	q, err := f.Queries(rk, rules.RoleBaseline, vars)
+	if err == nil {
+		var e, t [][]float64
+		if e, err = onGrid(ctx, src, q.Events, step, "history events", span); err == nil {
+			if t, err = onGrid(ctx, src, q.Trials, step, "history trials", span); err == nil {
+				for j := range e[0] {
+					if ev, tr := e[0][j], t[0][j]; ev >= 0 && ev <= tr && !math.IsInf(tr, 0) {
+						events, trials = append(events, ev), append(trials, tr)
+					}
+				}
+			}
+		}
+	}
+	if err != nil {
+		if err := lookFailed(ctx, err); err != nil {
+			return detector.Calibration{}, err
+		}
+		events, trials = nil, nil
+	}
+	return build(events, trials, kpiSpec(rk).Bad), nil
 }
 
 // MaxSeasonalHistory bounds the steps of history a seasonal calibration

@@ -273,6 +273,12 @@ kpis:
 	}
 }
 
+// TestReplayEventsTrials: an events/trials KPI with a before baseline is
+// calibrated on placebo deploys of its own history: with a steady error
+// rate before, a doubling fails at the first look; without history it is
+// inconclusive, never a pass; and a rise the history shows to be the
+// rate's ordinary move, which the binomial test alone would call certain,
+// does not fail.
 func TestReplayEventsTrials(t *testing.T) {
 	f := parseRules(t, `
 service: api
@@ -283,29 +289,71 @@ kpis:
     trials: requests
     bad: increase
 `)
-	from := t0.Add(-3 * time.Hour)
-	n := 3*12 + 12 + 1
-	// 10 000 requests per step; 0.5% errors before, 1% after.
-	errs := func(i int) float64 {
-		if from.Add(time.Duration(i) * step).After(t0) {
-			return 100
+	const history = 400 // steps before the deploy: 99 placebos need 158
+	steady := func(i int) float64 { return 50 }
+	// 0.5 % errors and 0.8 % in turns of three hours: the deploy's
+	// lookback falls in a low turn and its window in a high one.
+	turns := func(i int) float64 {
+		if (history-i-1)/36%2 == 1 {
+			return 80
 		}
 		return 50
 	}
-	src := store(t,
-		series(from, n, errs, "__name__", "errors"),
-		series(from, n, func(int) float64 { return 10000 }, "__name__", "requests"),
-	)
-	dec, err := Replay(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if dec.Verdict.Outcome != detector.Fail || dec.Looks != 1 {
-		t.Fatalf("verdict %v after %d looks, want fail at the first\n%s", dec.Verdict.Outcome, dec.Looks, strings.Join(dec.Verdict.Explanation(), "\n"))
-	}
-	d := dec.Verdict.KPIs[0].Decision
-	if d.NCanary != 10000 || d.NBaseline != 24*10000 {
-		t.Errorf("trials canary %v baseline %v, want 10000 and 240000", d.NCanary, d.NBaseline)
+	for _, tc := range []struct {
+		name    string
+		history int
+		before  func(i int) float64
+		after   float64
+		want    detector.Outcome
+		looks   int
+		reason  string
+	}{
+		{"doubled after a steady history", history, steady, 100, detector.Fail, 1, "placebo deploys"},
+		{"no history", 36, steady, 100, detector.Inconclusive, 12, "too little history to calibrate"},
+		{"the rate's ordinary move", history, turns, 80, detector.Pass, 12, "placebo deploys"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from := t0.Add(-time.Duration(tc.history) * step)
+			n := tc.history + 12 + 1
+			errs := func(i int) float64 {
+				if from.Add(time.Duration(i) * step).After(t0) {
+					return tc.after
+				}
+				return tc.before(i)
+			}
+			src := store(t,
+				series(from, n, errs, "__name__", "errors"),
+				series(from, n, func(int) float64 { return 10000 }, "__name__", "requests"),
+			)
+			dec, err := Replay(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expl := strings.Join(dec.Verdict.Explanation(), "\n")
+			if dec.Verdict.Outcome != tc.want || dec.Looks != tc.looks {
+				t.Fatalf("verdict %v after %d looks, want %v after %d\n%s", dec.Verdict.Outcome, dec.Looks, tc.want, tc.looks, expl)
+			}
+			if !strings.Contains(expl, tc.reason) {
+				t.Errorf("explanation without %q:\n%s", tc.reason, expl)
+			}
+			d := dec.Verdict.KPIs[0]
+			if tc.want == detector.Fail && (d.Decision.NCanary != 10000 || d.Decision.NBaseline != 24*10000) {
+				t.Errorf("trials canary %v baseline %v, want 10000 and 240000", d.Decision.NCanary, d.Decision.NBaseline)
+			}
+			if tc.want == detector.Pass {
+				// The binomial test alone: 0.8 % of 120 000 against 0.5 %
+				// of 240 000 is beyond doubt.
+				res, err := detector.Proportion(detector.Counts{Events: 80 * 12, Trials: 120000}, detector.Counts{Events: 50 * 24, Trials: 240000}, detector.Options{Alternative: detector.Greater})
+				if err != nil || res.PValue*12 > 1e-6 {
+					t.Fatalf("the binomial test gives p = %v (%v): the case does not show what calibration adds", res.PValue, err)
+				}
+				// The smallest detectable change is the placebos' too: the
+				// binomial test's alone would be about 20 %.
+				if !(d.RelMDE > 0.4) {
+					t.Errorf("smallest detectable change %.0f%%, want above 40%% (the rate moves 60%% on its own)", 100*d.RelMDE)
+				}
+			}
+		})
 	}
 }
 

@@ -34,6 +34,9 @@ type Calibration struct {
 	// were compared with Seasons earlier seasons of Season steps each
 	// (CalibrateSeasonal) instead of a lookback.
 	Season, Seasons int
+	// Counts says that the placebos measured CountsStatistic, the
+	// two-proportion z of an events/trials KPI (CalibrateCounts).
+	Counts bool
 }
 
 // Statistic is the statistic of this calibration at one look of a
@@ -149,14 +152,8 @@ func CalibrateInPhase(history []float64, lookback, window int, bad Direction, ma
 	if period <= 2*tol+1 || lookback < 1 || window < 1 {
 		return Calibrate(history, lookback, window, bad, max)
 	}
-	d := len(history)
-	var at []int
-	for p := d - window - lookback; p >= lookback && len(at) < max; p-- {
-		if off := (d - p) % period; off <= tol || off >= period-tol {
-			at = append(at, p)
-		}
-	}
-	if len(at) < need || len(at) == 0 {
+	at, inPhase := placeboStarts(len(history), lookback, window, max, period, tol, need)
+	if !inPhase {
 		return Calibrate(history, lookback, window, bad, max)
 	}
 	c := Calibration{Lookback: lookback, Window: window, Period: period, IID: IIDMaxima(lookback, window, bad)}

@@ -77,6 +77,10 @@ func sentence(kv KPIVerdict, correction string, n int) string {
 	case kv.Looks > 1:
 		how = append(how, fmt.Sprintf("×%d looks", kv.Looks))
 	}
+	if kv.Placebos > 0 && kv.Looks > 1 {
+		// An events/trials KPI: never below its test's p times the looks.
+		how[0] += fmt.Sprintf(", at least the test's ×%d looks", kv.Looks)
+	}
 	if correction != "" {
 		how = append(how, fmt.Sprintf("%s, %d KPIs", correction, n))
 	}

@@ -279,13 +279,25 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 	if math.IsNaN(kv.PValue) {
 		return
 	}
-	if c := k.Calibration; c != nil && !k.HasCounts {
+	if c := k.Calibration; c != nil && c.Counts == k.HasCounts {
 		kv.Placebos, kv.InPhase = c.N(), c.Period > 0
 		if c.MinP() > firstAlpha {
 			need := PlacebosFor(firstAlpha)
 			kv.Reason = fmt.Sprintf("too little history to calibrate: %d placebo deploys, need %d, that is %d steps of history before the deploy",
 				c.N(), need, c.HistoryFor(need))
 			kv.PValue = math.NaN()
+			return
+		}
+		if c.Counts {
+			// The conformal p of this look's z among the placebos' window
+			// maxima (the first look whose z passes the threshold is the
+			// first whose running maximum does), never below the
+			// binomial test's p-value times the looks: the placebos can
+			// make the test stricter, where the rate is overdispersed or
+			// drifts, never looser than on binomial data.
+			kv.Looks = looks
+			kv.PValue = math.Max(c.P(CountsStatistic(k.BaselineCounts, k.CanaryCounts, k.Bad)),
+				math.Min(1, kv.PValue*float64(looks)))
 			return
 		}
 		stat := c.Statistic(k.Baseline, k.Canary, k.Bad)

@@ -110,7 +110,11 @@ type KPI struct {
 	// Calibration, when set, replaces the test's p-value by the conformal
 	// p-value of the running maximum of the Mann-Whitney z (Statistic)
 	// against the placebo deploys of the KPI's own history: Canary and
-	// Baseline must then be in time order. Continuous KPIs only.
+	// Baseline must then be in time order. For an events/trials KPI a
+	// calibration of CalibrateCounts: the conformal p-value of the
+	// two-proportion z (CountsStatistic), never below the proportion
+	// test's p-value times the looks. A calibration of the other kind is
+	// ignored.
 	Calibration *Calibration
 
 	// Missing, when set, says why the KPI's data could not be had (the

@@ -106,7 +106,16 @@ func minDetectable(kv *KPIVerdict, k KPI) float64 {
 			p = 0.5 / cb.Trials // no event yet: half an event's worth of rate
 		}
 		se := math.Sqrt(p * (1 - p) * (1/cc.Trials + 1/cb.Trials))
-		return (mwQnorm(thr, false) + zPower) * se
+		crit := mwQnorm(thr, false)
+		if c := k.Calibration; c != nil && c.Counts && kv.Placebos > 0 {
+			// Calibrated: the z must pass the placebos' critical value as
+			// well as the test's (the p-value is the larger of the two).
+			crit = math.Max(crit, c.critical(kv.Threshold))
+			if math.IsInf(crit, 1) {
+				return math.Inf(1)
+			}
+		}
+		return (crit + zPower) * se
 	case kv.Test == KSTest:
 		return math.NaN()
 	}

@@ -50,7 +50,8 @@ type KPIReport struct {
 	// Alternative is the decision test's, the bad direction.
 	Alternative string `json:"alternative"`
 	// PValue is valid over the window: calibrated against Placebos
-	// placebo deploys, or the test's times Looks.
+	// placebo deploys, or the test's times Looks (for an events/trials
+	// KPI both are set: the larger of the two).
 	PValue    number `json:"p_value"`
 	Threshold number `json:"threshold"`
 	Placebos  int    `json:"placebos"`

@@ -51,9 +51,22 @@ type params struct {
 
 // unit is the work of one store: some series under one set of params.
 type unit struct {
-	Bench  string // nab or gauss
+	Bench  string // nab, gauss or counts
 	Params params
 	Series []*series
+	// Counts are the events/trials series of a counts unit (Series is
+	// empty), judged in the cases countsCases at the deploy points with at
+	// least MinHistory samples before their window.
+	Counts     []*countsSeries
+	MinHistory int
+}
+
+// names returns the names of the unit's first and last series.
+func (u *unit) names() (first, last string) {
+	if len(u.Counts) > 0 {
+		return u.Counts[0].Name, u.Counts[len(u.Counts)-1].Name
+	}
+	return u.Series[0].Name, u.Series[len(u.Series)-1].Name
 }
 
 // record is one detector's decision on one case of one deploy (a line of
@@ -161,19 +174,24 @@ kpis:
 // judgeImmune replays the copy's deploy through immune's own code path,
 // analysis.Replay on the store, as `immune backtest` does.
 func judgeImmune(ctx context.Context, src collector.Source, c *benchCopy, p params) (record, error) {
-	f, errs := rules.Parse(c.ID+".yaml", []byte(ruleFile(c.ID, p, c.Series.Step)))
+	return replay(ctx, src, c.ID, ruleFile(c.ID, p, c.Series.Step), c.deployTime(), c.Series.Step, c.record(detImmune))
+}
+
+// replay judges the deploy of copy id at deployed with the rule file rule
+// through analysis.Replay on the store and fills r with the decision.
+func replay(ctx context.Context, src collector.Source, id, rule string, deployed time.Time, step time.Duration, r record) (record, error) {
+	f, errs := rules.Parse(id+".yaml", []byte(rule))
 	if len(errs) > 0 {
-		return record{}, fmt.Errorf("rules for %s: %v", c.ID, errs)
+		return record{}, fmt.Errorf("rules for %s: %v", id, errs)
 	}
-	d := deploy.Deploy{ID: c.ID, Service: f.Service, Time: c.deployTime()}
+	d := deploy.Deploy{ID: id, Service: f.Service, Time: deployed}
 	dec, err := analysis.Replay(ctx, src, f, d, nil)
 	if err != nil {
-		return record{}, fmt.Errorf("replay %s: %w", c.ID, err)
+		return record{}, fmt.Errorf("replay %s: %w", id, err)
 	}
-	r := c.record(detImmune)
 	r.Verdict = dec.Verdict.Outcome.String()
 	if dec.Verdict.Outcome == detector.Fail {
-		k := delaySamples(d.Time, dec.DecidedAt, c.Series.Step)
+		k := delaySamples(d.Time, dec.DecidedAt, step)
 		r.Delay = &k
 	}
 	r.Reason = dec.Verdict.Reason
@@ -209,6 +227,9 @@ func refRecord(c *benchCopy, det string, v refVerdict) record {
 // run judges every copy of the unit with every detector, in a store of its
 // own, and returns the records in the copies' order.
 func (u *unit) run(ctx context.Context) ([]record, error) {
+	if u.Bench == benchCounts {
+		return u.runCounts(ctx)
+	}
 	cps, out := u.copies()
 	if len(cps) == 0 {
 		return out, nil
@@ -269,7 +290,8 @@ func runAll(ctx context.Context, units []*unit, workers int, progress func(u *un
 				mu.Lock()
 				if err != nil {
 					if firstErr == nil {
-						firstErr = fmt.Errorf("%s: %w", units[i].Series[0].Name, err)
+						first, _ := units[i].names()
+						firstErr = fmt.Errorf("%s: %w", first, err)
 					}
 					cancel()
 				} else {

@@ -2,14 +2,17 @@
 // ../shared/bench/README.md: real NAB series with synthetic deploys, judged
 // by immune (analysis.Replay on the embedded store, the code path of
 // `immune backtest`) and by two reference detectors, Kayenta-style and
-// threshold-style; and the synthetic table, i.i.d. Gaussian series against
-// Wald's bound on the detection delay.
+// threshold-style; the synthetic table, i.i.d. Gaussian series against
+// Wald's bound on the detection delay; and the events/trials table,
+// synthetic per-step error and request counts with a binomial or
+// overdispersed error rate on a daily cycle, judged by immune's
+// events/trials KPI and by the binomial test times the looks.
 //
 // The tables go to stdout in markdown, progress to stderr, and with -json
 // one line per deploy, case and detector to a file. The output is the same
 // on every run.
 //
-//	go run ./bench/accuracy [-nab DIR] [-json FILE]
+//	go run ./bench/accuracy [-nab DIR] [-json FILE] [-only nab|gauss|counts]
 package main
 
 import (
@@ -36,6 +39,8 @@ type config struct {
 	GaussSeries   int
 	GaussDeploys  int
 	GaussWindow   int
+	CountsSeries  int
+	CountsDays    int
 	Seed          uint64
 	Workers       int
 	JSON          string
@@ -49,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var c config
 	fs.StringVar(&c.NAB, "nab", "../shared/bench/nab/data", "directory of the NAB CSV files (all *.csv under it)")
 	fs.IntVar(&c.L, "lookback", 48, "L: baseline samples before each deploy")
-	fs.IntVar(&c.W, "window", 24, "W: window samples after each deploy (NAB table)")
+	fs.IntVar(&c.W, "window", 24, "W: window samples after each deploy (NAB and events/trials tables)")
 	fs.IntVar(&c.History, "history", 0, "H: samples before each deploy's window that its copy keeps (at least L); 0 keeps all")
 	fs.Float64Var(&c.Alpha, "alpha", 0.01, "the rule's alpha")
 	irregular := fs.String("irregular", "clock", "deploys whose timestamps are irregular: clock (judge them on the regular clock of the file's median interval) or skip")
@@ -59,7 +64,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the synthetic series")
 	fs.IntVar(&c.Workers, "workers", min(2, runtime.GOMAXPROCS(0)), "series judged in parallel")
 	fs.StringVar(&c.JSON, "json", "", "write per-deploy details (JSON, one object per line) to this file")
-	fs.StringVar(&c.Only, "only", "", "run one table only: nab or gauss")
+	fs.IntVar(&c.CountsSeries, "counts-series", 24, "synthetic events/trials series per level of overdispersion")
+	fs.IntVar(&c.CountsDays, "counts-days", 14, "days of 5-minute steps per events/trials series (deploys after the first week)")
+	fs.StringVar(&c.Only, "only", "", "run one table only: nab, gauss or counts")
 	fs.BoolVar(&c.Quiet, "q", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -82,10 +89,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return usage("-alpha %v: must be in (0, 0.5]", c.Alpha)
 	case *irregular != "clock" && *irregular != "skip":
 		return usage("-irregular %q: must be clock or skip", *irregular)
-	case c.Only != "" && c.Only != "nab" && c.Only != "gauss":
-		return usage("-only %q: must be nab or gauss", c.Only)
+	case c.Only != "" && c.Only != "nab" && c.Only != "gauss" && c.Only != benchCounts:
+		return usage("-only %q: must be nab, gauss or counts", c.Only)
 	case c.GaussSeries < 1 || c.GaussDeploys < 1:
 		return usage("-gauss-series and -gauss-deploys must be at least 1")
+	case c.CountsSeries < 1 || c.CountsDays < 8:
+		return usage("-counts-series must be at least 1, -counts-days at least 8")
 	}
 	c.SkipIrregular = *irregular == "skip"
 
@@ -111,7 +120,7 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 
 	var units []*unit
 	var nab *nabReport
-	if c.Only != "gauss" {
+	if c.Only == "" || c.Only == "nab" {
 		files, err := nabFiles(c.NAB)
 		if err != nil {
 			return err
@@ -130,7 +139,7 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		logf("read %d NAB files from %s", len(files), c.NAB)
 	}
 	var gauss *gaussReport
-	if c.Only != "nab" {
+	if c.Only == "" || c.Only == "gauss" {
 		p := params{L: c.L, W: c.GaussWindow, History: c.History, Alpha: c.Alpha, Cases: gaussCases}
 		gauss = &gaussReport{Params: p, Series: c.GaussSeries, Count: c.GaussDeploys}
 		n := c.GaussDeploys * (c.L + c.GaussWindow)
@@ -140,6 +149,20 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 				u.Series = append(u.Series, gaussSeries(c.Seed, j, n))
 			}
 			units = append(units, u)
+		}
+	}
+
+	var counts *countsReport
+	if c.Only == "" || c.Only == benchCounts {
+		p := params{L: c.L, W: c.W, History: c.History, Alpha: c.Alpha}
+		spec := countsSpec{Levels: defaultCountsLevels, Series: c.CountsSeries, Steps: c.CountsDays * countsDay,
+			MinHistory: countsWeek, Rate: countsRate, Trials: countsTrials, Seed: c.Seed}
+		counts = &countsReport{Params: p, Spec: spec}
+		for li := range spec.Levels {
+			for i := range spec.Series {
+				units = append(units, &unit{Bench: benchCounts, Params: p, MinHistory: spec.MinHistory,
+					Counts: []*countsSeries{makeCountsSeries(spec, li, i)}})
+			}
 		}
 	}
 
@@ -153,9 +176,9 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 			}
 		}
 		deploys += n
-		name := u.Series[0].Name
-		if len(u.Series) > 1 {
-			name += fmt.Sprintf(" … %s", u.Series[len(u.Series)-1].Name)
+		name, last := u.names()
+		if last != name {
+			name += fmt.Sprintf(" … %s", last)
 		}
 		logf("[%d/%d] %s: %d copies judged in %.1fs (%d in all)", done, len(units), name, n, took.Seconds(), deploys)
 	}
@@ -164,11 +187,14 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	var nabRecs, gaussRecs []record
+	var nabRecs, gaussRecs, countsRecs []record
 	for i, u := range units {
-		if u.Bench == "nab" {
+		switch u.Bench {
+		case "nab":
 			nabRecs = append(nabRecs, results[i]...)
-		} else {
+		case benchCounts:
+			countsRecs = append(countsRecs, results[i]...)
+		default:
 			gaussRecs = append(gaussRecs, results[i]...)
 		}
 	}
@@ -180,12 +206,16 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		gauss.Records = gaussRecs
 		gauss.write(stdout)
 	}
+	if counts != nil {
+		counts.Records = countsRecs
+		counts.write(stdout)
+	}
 	if c.JSON != "" {
 		f, err := os.Create(c.JSON)
 		if err != nil {
 			return err
 		}
-		if err := writeJSON(f, nabRecs, gaussRecs); err != nil {
+		if err := writeJSON(f, nabRecs, gaussRecs, countsRecs); err != nil {
 			f.Close()
 			return fmt.Errorf("write %s: %w", c.JSON, err)
 		}

@@ -331,3 +331,54 @@ func writeJSON(w io.Writer, recs ...[]record) error {
 	}
 	return nil
 }
+
+// countsReport is the events/trials table.
+type countsReport struct {
+	Params  params
+	Spec    countsSpec
+	Records []record
+}
+
+// countsGroup is an events/trials series' level (cv0.10 of
+// counts/cv0.10/007).
+func countsGroup(series string) string {
+	parts := strings.Split(series, "/")
+	if len(parts) != 3 {
+		return ""
+	}
+	return parts[1]
+}
+
+func (c *countsReport) write(w io.Writer) {
+	p, s := c.Params, c.Spec
+	perSeries := len(countsDeployPoints(s.Steps, p.L, p.W, s.MinHistory))
+	fmt.Fprintf(w, "### Synthetic events/trials: per-request rates\n\n")
+	fmt.Fprintf(w, "%d series per level of %d days of %s steps (seeded), each step %g requests and errors "+
+		"binomial at a per-step rate: %g%% around a daily cycle of ±%g%% (%d steps, random phase), "+
+		"beta-distributed with coefficient of variation cv (cv = 0: the cycle itself). "+
+		"Deploys every L + W steps with at least %d steps (a week) before the window: %d per series, each in %d cases; "+
+		"L = %d, W = %d steps, alpha %g, rule `events:`/`trials:` with `bad: increase`, baseline `before` "+
+		"(calibrated on placebo deploys of the history). "+
+		"rate-xk: the window's errors redrawn binomially at k × the step's rate. "+
+		"Binomial ×W: the one-sided two-proportion test (`detector.Proportion`) of the window so far against the lookback, "+
+		"fail when p × W ≤ alpha at any look (immune before the calibration). "+
+		"delay: median window steps seen when failing.\n\n",
+		s.Series, s.Steps/countsDay, model.Duration(gaussStep), s.Trials, 100*s.Rate, 100*countsCycle, countsDay,
+		s.MinHistory, perSeries, len(countsCases), p.L, p.W, p.Alpha)
+	m := tallies(c.Records, countsGroup)
+	fmt.Fprintf(w, "| cv | case | deploys | immune: fail | immune: inconclusive | immune: delay | binomial ×W: fail | binomial ×W: delay |\n")
+	fmt.Fprintf(w, "|---|---|---:|---:|---:|---:|---:|---:|\n")
+	for _, cv := range s.Levels {
+		g := countsLevelName(cv)
+		for _, cc := range countsCases {
+			im, bi := m[key{g, cc.Name, detImmune}], m[key{g, cc.Name, detBinomial}]
+			if im == nil || bi == nil {
+				continue
+			}
+			fmt.Fprintf(w, "| %s | %s | %d | %s | %s | %s | %s | %s |\n", num(cv, 2), caseLabel(cc.Name), im.N,
+				pct(im.failRate()), pct(im.inconclusiveRate()), num(im.medianDelay(), 1),
+				pct(bi.failRate()), num(bi.medianDelay(), 1))
+		}
+	}
+	fmt.Fprintln(w)
+}

@@ -64,6 +64,8 @@ var defaultCountsLevels = []float64{0, 0.1, 0.25}
 type countsSeries struct {
 	Name   string // counts/cv0.10/007
 	Level  float64
+	Mean   float64 // the error rate over a day
+	Phase  float64 // of the daily cycle, in radians
 	Start  time.Time
 	Step   time.Duration
 	Rate   []float64 // the per-step error rate the events were drawn at
@@ -73,6 +75,11 @@ type countsSeries struct {
 }
 
 func (s *countsSeries) time(i int) time.Time { return s.Start.Add(time.Duration(i) * s.Step) }
+
+// cycle is the mean error rate at step i: Mean on a daily cycle of ±20 %.
+func (s *countsSeries) cycle(i int) float64 {
+	return s.Mean * (1 + countsCycle*math.Sin(s.Phase+2*math.Pi*float64(i)/countsDay))
+}
 
 // countsLevelName names a level of cv in series names and tables.
 func countsLevelName(cv float64) string { return fmt.Sprintf("cv%.2f", cv) }
@@ -89,13 +96,13 @@ func makeCountsSeries(spec countsSpec, li, i int) *countsSeries {
 	stream := 1<<62 | uint64(li)<<32 | uint64(i)
 	r := rand.New(rand.NewPCG(spec.Seed, stream))
 	src := rand.NewPCG(r.Uint64(), r.Uint64())
-	s := &countsSeries{Name: fmt.Sprintf("counts/%s/%03d", countsLevelName(cv), i), Level: cv,
+	s := &countsSeries{Name: fmt.Sprintf("counts/%s/%03d", countsLevelName(cv), i), Level: cv, Mean: spec.Rate,
 		Start: gaussStart, Step: gaussStep, Rate: make([]float64, spec.Steps),
 		Events: make([]float64, spec.Steps), Trials: make([]float64, spec.Steps),
 		Seed: [2]uint64{r.Uint64(), r.Uint64()}}
-	phase := r.Float64() * 2 * math.Pi
+	s.Phase = r.Float64() * 2 * math.Pi
 	for j := range spec.Steps {
-		m := spec.Rate * (1 + countsCycle*math.Sin(phase+2*math.Pi*float64(j)/countsDay))
+		m := s.cycle(j)
 		p := m
 		if cv > 0 {
 			// Beta with mean m and sd cv·m.

@@ -224,13 +224,17 @@ func (s *Store) apply(a *Annotation) {
 	}
 }
 
-// expire forgets the annotations that end before cutoff (epoch ms) and
-// returns how many. Their ids are not given again while the file holds a
-// higher one.
+// expire forgets the annotations that end before cutoff (epoch ms), but
+// the one with the highest id, and returns how many: ids are never given
+// twice, across restarts too.
 func (s *Store) expire(cutoff int64) int {
 	n := 0
 	for id, a := range s.all {
-		if a.TimeEnd < cutoff {
+		// The highest id is kept, however old: the file is all the store
+		// knows of ids, and without it the next open would give that id
+		// to a new annotation (a client holding the old one would then
+		// patch or read the wrong annotation).
+		if a.TimeEnd < cutoff && id != s.nextID-1 {
 			delete(s.all, id)
 			n++
 		}

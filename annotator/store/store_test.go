@@ -247,6 +247,42 @@ func TestRetention(t *testing.T) {
 	}
 }
 
+// TestRetentionNeverReusesIDs: when every annotation is past the
+// retention, the one with the highest id stays, so that the next
+// annotation, after this open and after the next, gets a new id.
+func TestRetentionNeverReusesIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "annotations.jsonl")
+	s := open(t, path)
+	annotate(t, s, events(ck42, "fail", "conversion")...)
+	before := s.Find(t.Context(), store.Query{})
+	s.Close()
+	top := int64(0)
+	for _, a := range before {
+		top = max(top, a.ID)
+	}
+	now := func() time.Time { return ck42.Time.Add(200 * 24 * time.Hour) }
+	for round := range 2 {
+		s, err := store.Open(path, store.Options{Now: now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := s.Find(t.Context(), store.Query{})
+		if len(kept) != 1 || kept[0].ID != top {
+			t.Fatalf("round %d: kept %+v, want only the highest id %d", round, kept, top)
+		}
+		d := pay7
+		d.ID = fmt.Sprintf("pay-%d", 100+round)
+		annotate(t, s, annotator.Event{Kind: annotator.KindDeploy, At: now(), Deploy: d})
+		got := s.Find(t.Context(), store.Query{Tags: []string{annotator.DeployTag(d.ID)}})
+		s.Close()
+		if len(got) == 0 || got[len(got)-1].ID <= top {
+			t.Fatalf("round %d: new annotation %+v, want an id above %d", round, got, top)
+		}
+		top = got[len(got)-1].ID
+		now = func() time.Time { return pay7.Time.Add(time.Duration(200*(round+2)) * 24 * time.Hour) }
+	}
+}
+
 func countLines(t *testing.T, path string) int {
 	t.Helper()
 	b, err := os.ReadFile(path)

@@ -34,6 +34,10 @@ type Calibration struct {
 	// were compared with Seasons earlier seasons of Season steps each
 	// (CalibrateSeasonal) instead of a lookback.
 	Season, Seasons int
+	// DiffScale, for a seasonal calibration, is the robust scale of the
+	// history's differences from its seasons (0 when unknown): the scale
+	// of the minimum detectable effect.
+	DiffScale float64
 	// Counts says that the placebos measured CountsStatistic, the
 	// two-proportion z of an events/trials KPI (CalibrateCounts).
 	Counts bool

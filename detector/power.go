@@ -119,6 +119,31 @@ func minDetectable(kv *KPIVerdict, k KPI) float64 {
 	case kv.Test == KSTest:
 		return math.NaN()
 	}
+	if c := k.Calibration; c != nil && c.Seasons > 0 && kv.Placebos > 0 {
+		// Seasonal: the signed-rank z of the k differences from the
+		// seasons moves by about δ/σ_d·sqrt(3k/π) for a shift δ of normal
+		// data (its efficiency relative to the t-test is 3/π), σ_d the
+		// differences' robust scale: the daily cycle that the pairing
+		// cancels does not count, as it would in the pooled baseline.
+		// σ_d from the history's differences when the calibration has
+		// them (a window's own few are a noisy scale).
+		d := seasonalDiffs(k.Baseline, k.Canary, c.Seasons)
+		if len(d) < 2 {
+			return math.Inf(1)
+		}
+		sigma := c.DiffScale
+		if !(sigma > 0) {
+			sigma = robustScale(d)
+		}
+		if sigma == 0 {
+			return math.NaN()
+		}
+		crit := c.critical(kv.Threshold)
+		if math.IsInf(crit, 1) {
+			return math.Inf(1)
+		}
+		return (crit + zPower) * sigma * math.Sqrt(math.Pi/(3*float64(len(d))))
+	}
 	nc, nb := float64(len(k.Canary)), float64(len(k.Baseline))
 	if nc == 0 || nb < 2 {
 		return math.Inf(1)

@@ -62,6 +62,23 @@ func CalibrateSeasonal(history []float64, season, seasons, window int, bad Direc
 		c.Maxima = append(c.Maxima, m)
 	}
 	sort.Float64s(c.Maxima)
+	// The differences from the seasons over the whole history, for the
+	// minimum detectable effect: a window's own few are a noisy scale.
+	var diffs []float64
+	col := make([]float64, seasons)
+	for i := back; i < len(history); i++ {
+		ok := !math.IsNaN(history[i])
+		for s := 1; s <= seasons && ok; s++ {
+			col[s-1] = history[i-s*season]
+			ok = !math.IsNaN(col[s-1])
+		}
+		if ok {
+			diffs = append(diffs, history[i]-medianOf(col))
+		}
+	}
+	if len(diffs) >= 2 {
+		c.DiffScale = robustScale(diffs)
+	}
 	return c
 }
 
@@ -72,9 +89,21 @@ func CalibrateSeasonal(history []float64, season, seasons, window int, bad Direc
 // one after the other, each as long as the canary. NaN when it does not
 // (a step missing on one side): the values cannot be paired.
 func SeasonalStatistic(baseline, canary []float64, bad Direction, seasons int) float64 {
+	d := seasonalDiffs(baseline, canary, seasons)
+	if d == nil {
+		return math.NaN()
+	}
+	var sr signedRanks
+	return orient(sr.z(d), bad)
+}
+
+// seasonalDiffs returns the canary's differences from the median of the
+// seasons at the same step, or nil when baseline does not hold seasons
+// seasons as long as the canary.
+func seasonalDiffs(baseline, canary []float64, seasons int) []float64 {
 	k := len(canary)
 	if seasons < 1 || k == 0 || len(baseline) != seasons*k {
-		return math.NaN()
+		return nil
 	}
 	d := make([]float64, k)
 	col := make([]float64, seasons)
@@ -84,8 +113,7 @@ func SeasonalStatistic(baseline, canary []float64, bad Direction, seasons int) f
 		}
 		d[j] = canary[j] - medianOf(col)
 	}
-	var sr signedRanks
-	return orient(sr.z(d), bad)
+	return d
 }
 
 // medianOf sorts xs in place and returns its median.

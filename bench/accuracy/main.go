@@ -60,7 +60,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	irregular := fs.String("irregular", "clock", "deploys whose timestamps are irregular: clock (judge them on the regular clock of the file's median interval) or skip")
 	fs.IntVar(&c.GaussSeries, "gauss-series", 50, "synthetic Gaussian series")
 	fs.IntVar(&c.GaussDeploys, "gauss-deploys", 20, "deploys per synthetic series")
-	fs.IntVar(&c.GaussWindow, "gauss-window", 200, "W of the synthetic table")
+	fs.IntVar(&c.GaussWindow, "gauss-window", 200, "W of the synthetic Gaussian table")
 	fs.Uint64Var(&c.Seed, "seed", 1, "seed of the synthetic series")
 	fs.IntVar(&c.Workers, "workers", min(2, runtime.GOMAXPROCS(0)), "series judged in parallel")
 	fs.StringVar(&c.JSON, "json", "", "write per-deploy details (JSON, one object per line) to this file")

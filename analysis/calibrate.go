@@ -20,11 +20,11 @@ type Calibrations map[string]*detector.Calibration
 // deploy d (detector.CalibrateInPhase): placebos with the rule's lookback
 // and window, their windows ending before the deploy's own lookback, at
 // the same time of day when the history holds enough of them. An
-// events/trials KPI (test auto or proportion) with a `before` baseline is
-// calibrated the same way on its two-proportion z (detector.CalibrateCounts,
-// from the events and trials of each step). With a `seasonal` baseline (a
-// season that is a whole number of steps) the Mann-Whitney KPIs' placebos
-// are compared with their own earlier seasons (detector.CalibrateSeasonal).
+// events/trials KPI (test auto or proportion) is calibrated the same way
+// on its two-proportion z (detector.CalibrateCounts, from the events and
+// trials of each step). With a `seasonal` baseline (a season that is a
+// whole number of steps) the placebos are compared with their own earlier
+// seasons (detector.CalibrateSeasonal, detector.CalibrateSeasonalCounts).
 // Only data before the deploy is read.
 //
 // A KPI whose history cannot be read (no series, say) gets an empty
@@ -52,7 +52,7 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		steps int
 		grid  bool // history on the step grid, gaps kept (seasonal)
 		build func(history []float64, bad detector.Direction) detector.Calibration
-		// counts calibrates an events/trials KPI's history (`before` only).
+		// counts calibrates an events/trials KPI's history.
 		counts func(events, trials []float64, bad detector.Direction) detector.Calibration
 	)
 	switch {
@@ -70,6 +70,9 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		grid = true
 		build = func(h []float64, bad detector.Direction) detector.Calibration {
 			return detector.CalibrateSeasonal(h, season, a.Seasons, window, bad, placebos)
+		}
+		counts = func(e, t []float64, bad detector.Direction) detector.Calibration {
+			return detector.CalibrateSeasonalCounts(e, t, season, a.Seasons, window, bad, placebos)
 		}
 	case a.Baseline == rules.BaselineBefore:
 		lookback := int(a.Lookback / a.Step)
@@ -100,7 +103,7 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		case rules.MannWhitneyTest:
 		case rules.ProportionTest:
 			if counts != nil && rk.IsRatio() {
-				c, err := calibrateCounts(ctx, src, f, rk, vars, a.Step, span, counts)
+				c, err := calibrateCounts(ctx, src, f, rk, vars, a.Step, span, grid, counts)
 				if err != nil {
 					return nil, err
 				}
@@ -140,11 +143,12 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 
 // calibrateCounts reads an events/trials KPI's events and trials on the
 // step grid over span and calibrates the steps where both are valid
-// counts. A history that cannot be read gives an empty calibration
-// (inconclusive for too little history); a source that fails as a whole
-// is an error.
+// counts; with grid, every step is kept, those without valid counts as
+// NaN (a seasonal calibration pairs steps by their position). A history
+// that cannot be read gives an empty calibration (inconclusive for too
+// little history); a source that fails as a whole is an error.
 func calibrateCounts(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars,
-	step time.Duration, span Span, build func(events, trials []float64, bad detector.Direction) detector.Calibration) (detector.Calibration, error) {
+	step time.Duration, span Span, grid bool, build func(events, trials []float64, bad detector.Direction) detector.Calibration) (detector.Calibration, error) {
 	var events, trials []float64
 	q, err := f.Queries(rk, rules.RoleBaseline, vars)
 	if err == nil {
@@ -154,6 +158,8 @@ func calibrateCounts(ctx context.Context, src collector.Source, f *rules.File, r
 				for j := range e[0] {
 					if ev, tr := e[0][j], t[0][j]; ev >= 0 && ev <= tr && !math.IsInf(tr, 0) {
 						events, trials = append(events, ev), append(trials, tr)
+					} else if grid {
+						events, trials = append(events, math.NaN()), append(trials, math.NaN())
 					}
 				}
 			}

@@ -357,6 +357,53 @@ kpis:
 	}
 }
 
+// TestReplaySeasonalEventsTrials: an events/trials KPI against the day
+// before is calibrated on placebo deploys too: a doubling fails against
+// them, and without the history they need it is inconclusive.
+func TestReplaySeasonalEventsTrials(t *testing.T) {
+	f := parseRules(t, `
+service: api
+analysis: {baseline: seasonal, season: 1d, seasons: 1, window: 1h, step: 5m, alpha: 0.01}
+kpis:
+  - name: errors
+    events: errors
+    trials: requests
+    bad: increase
+`)
+	for _, tc := range []struct {
+		name    string
+		history int
+		want    detector.Outcome
+		reason  string
+	}{
+		{"three days of history", 3 * 288, detector.Fail, "placebo deploys"},
+		{"one day and a half", 432, detector.Inconclusive, "too little history to calibrate"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			from := t0.Add(-time.Duration(tc.history) * step)
+			n := tc.history + 12 + 1
+			errs := func(i int) float64 {
+				if from.Add(time.Duration(i) * step).After(t0) {
+					return 100
+				}
+				return float64(50 + i%7) // steady, with some noise
+			}
+			src := store(t,
+				series(from, n, errs, "__name__", "errors"),
+				series(from, n, func(int) float64 { return 10000 }, "__name__", "requests"),
+			)
+			dec, err := Replay(context.Background(), src, f, deploy.Deploy{ID: "d1", Time: t0}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expl := strings.Join(dec.Verdict.Explanation(), "\n")
+			if dec.Verdict.Outcome != tc.want || !strings.Contains(expl, tc.reason) {
+				t.Fatalf("verdict %v, want %v with %q:\n%s", dec.Verdict.Outcome, tc.want, tc.reason, expl)
+			}
+		})
+	}
+}
+
 func TestGatherMissingData(t *testing.T) {
 	f := parseRules(t, `
 service: checkout

@@ -102,3 +102,57 @@ func placeboStarts(n, lookback, window, max, period, tol, need int) (at []int, i
 	}
 	return at, false
 }
+
+// CalibrateSeasonalCounts is CalibrateSeasonal for an events/trials KPI:
+// events and trials are its counts at each step of the history on the
+// step grid (NaN where a step has no value), oldest first. A placebo at
+// index q has its window at q+1 … q+window and its seasons at the same
+// steps season, 2·season, … earlier; at each look its statistic is the
+// CountsStatistic of the window's pooled counts so far against the pooled
+// counts of the seasons at the same steps, as a deploy's is. Placebos are
+// placed as CalibrateSeasonal places them; one touching a step without a
+// value is left out.
+func CalibrateSeasonalCounts(events, trials []float64, season, seasons, window int, bad Direction, max int) Calibration {
+	if max <= 0 {
+		max = MaxPlacebos
+	}
+	c := Calibration{Window: window, Season: season, Seasons: seasons, Counts: true}
+	if season < 1 || seasons < 1 || window < 1 || len(events) != len(trials) {
+		return c
+	}
+	back := seasons * season
+	first := back - 1
+	last := len(events) - back - window - 1
+	n := last - first + 1
+	if n <= 0 {
+		return c
+	}
+	valid := func(i int) bool {
+		e, t := events[i], trials[i]
+		return e >= 0 && e <= t && !math.IsInf(t, 0)
+	}
+	stride := (n + max - 1) / max
+	for q := last; q >= first; q -= stride {
+		var canary, base Counts
+		m, ok := math.Inf(-1), true
+		for j := 1; j <= window && ok; j++ {
+			i := q + j
+			ok = valid(i)
+			canary.Events += events[i]
+			canary.Trials += trials[i]
+			for s := 1; s <= seasons && ok; s++ {
+				ok = valid(i - s*season)
+				base.Events += events[i-s*season]
+				base.Trials += trials[i-s*season]
+			}
+			if z := CountsStatistic(base, canary, bad); ok && !math.IsNaN(z) {
+				m = math.Max(m, z)
+			}
+		}
+		if ok {
+			c.Maxima = append(c.Maxima, m)
+		}
+	}
+	sort.Float64s(c.Maxima)
+	return c
+}

@@ -264,3 +264,59 @@ func TestJudgeCountsCalibration(t *testing.T) {
 		})
 	}
 }
+
+// TestCalibrateSeasonalCounts: against the day before, an overdispersed
+// rate with a daily cycle fails a harmless deploy about alpha of the
+// time with the placebos, far more with the binomial test alone; a step
+// without counts leaves out the placebos that touch it.
+func TestCalibrateSeasonalCounts(t *testing.T) {
+	const (
+		series, window, alpha = 400, 12, 0.05
+		day                   = 288
+		hist                  = 3 * day
+	)
+	r := rand.New(rand.NewPCG(17, 19))
+	calFail, binFail := 0, 0
+	for range series {
+		ev, tr := overdispersed(r, hist+window, 0.01, 0.25, 5000)
+		c := CalibrateSeasonalCounts(ev[:hist], tr[:hist], day, 1, window, Increase, 0)
+		if !c.Counts || c.Seasons != 1 || c.N() != hist-2*day-window+1 {
+			t.Fatalf("counts %v seasons %d placebos %d, want %d", c.Counts, c.Seasons, c.N(), hist-2*day-window+1)
+		}
+		var canary, base Counts
+		failed, bfailed := false, false
+		for j := range window {
+			i := hist + j
+			canary.Events += ev[i]
+			canary.Trials += tr[i]
+			base.Events += ev[i-day]
+			base.Trials += tr[i-day]
+			if c.P(CountsStatistic(base, canary, Increase)) <= alpha {
+				failed = true
+			}
+			if res, err := Proportion(canary, base, Options{Alternative: Greater}); err == nil && res.PValue*window <= alpha {
+				bfailed = true
+			}
+		}
+		if failed {
+			calFail++
+		}
+		if bfailed {
+			binFail++
+		}
+	}
+	frr, bin := float64(calFail)/series, float64(binFail)/series
+	t.Logf("harmless deploys failed: calibrated %.1f%%, binomial ×%d looks %.1f%%", 100*frr, window, 100*bin)
+	if frr > 2*alpha || frr > bin/4 {
+		t.Errorf("calibrated: %.1f%% of harmless deploys failed, want at most %.1f%% and a quarter of the binomial test's %.1f%%", 100*frr, 200*alpha, 100*bin)
+	}
+
+	// A gap: the placebos whose window or season touches it are left out.
+	ev, tr := overdispersed(r, hist, 0.01, 0.1, 1000)
+	full := CalibrateSeasonalCounts(ev, tr, day, 1, window, Increase, 0)
+	ev[400] = math.NaN() // in the windows of 12 placebos, in no season
+	gap := CalibrateSeasonalCounts(ev, tr, day, 1, window, Increase, 0)
+	if want := full.N() - window; gap.N() != want {
+		t.Errorf("%d placebos with a gap, want %d (%d without it, less the %d whose window holds it)", gap.N(), want, full.N(), window)
+	}
+}

@@ -320,3 +320,22 @@ func TestCalibrateSeasonalCounts(t *testing.T) {
 		t.Errorf("%d placebos with a gap, want %d (%d without it, less the %d whose window holds it)", gap.N(), want, full.N(), window)
 	}
 }
+
+// BenchmarkCalibrateCounts: 2 000 placebos of a 48-step lookback and a
+// 24-step window of events/trials, as analysis.Calibrate asks for by
+// default; and against the day before at 5-minute steps.
+func BenchmarkCalibrateCounts(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	ev, tr := overdispersed(r, 2000+2*288+24-1, 0.01, 0.25, 5000)
+	b.Run("before", func(b *testing.B) {
+		n := 2*48 + 24 + 2000 - 1
+		for b.Loop() {
+			CalibrateCounts(ev[:n], tr[:n], 48, 24, Increase, 0, 0, 0, 0)
+		}
+	})
+	b.Run("seasonal", func(b *testing.B) {
+		for b.Loop() {
+			CalibrateSeasonalCounts(ev, tr, 288, 1, 24, Increase, 0)
+		}
+	})
+}

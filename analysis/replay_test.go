@@ -176,6 +176,61 @@ func TestNoLookAhead(t *testing.T) {
 	}
 }
 
+// TestNoLookAheadEventsTrials: TestNoLookAhead for an events/trials KPI,
+// whose calibration reads two series: the verdict at each look is the same
+// with or without the data after it.
+func TestNoLookAheadEventsTrials(t *testing.T) {
+	from := t0.Add(-24 * time.Hour)
+	f := parseRules(t, `
+service: api
+analysis: {baseline: before, lookback: 4h, window: 2h, step: 5m, alpha: 0.01}
+kpis:
+  - name: errors
+    events: errors
+    trials: requests
+    bad: increase
+`)
+	d := deploy.Deploy{ID: "d1", Time: t0}
+	n := 24*12 + 24 + 1
+	errs := noise(5, from, 50, 7, 15)
+	full := []collector.Series{
+		series(from, n, func(i int) float64 { return math.Round(math.Max(0, errs(i))) }, "__name__", "errors"),
+		series(from, n, func(int) float64 { return 10000 }, "__name__", "requests"),
+	}
+	all := store(t, full...)
+	for _, look := range []int{1, 2, 5, 13, Looks(f.Analysis)} {
+		at := t0.Add(time.Duration(look) * step)
+		var cut []collector.Series
+		for _, fs := range full {
+			c := fs
+			c.Samples = nil
+			for _, s := range fs.Samples {
+				if !s.T.After(at) {
+					c.Samples = append(c.Samples, s)
+				}
+			}
+			cut = append(cut, c)
+		}
+		judge := func(src collector.Source) detector.Verdict {
+			cal, err := Calibrate(context.Background(), src, f, d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := JudgeAt(context.Background(), src, f, d, at, cal)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+		want, got := judge(all), judge(store(t, cut...))
+		w, g := want.KPIs[0], got.KPIs[0]
+		if got.Outcome != want.Outcome || g.PValue != w.PValue || g.Effect != w.Effect || g.Placebos != w.Placebos || g.Placebos == 0 {
+			t.Fatalf("look %d: with data up to the look %v p=%v effect=%v placebos=%d; with all data %v p=%v effect=%v placebos=%d",
+				look, got.Outcome, g.PValue, g.Effect, g.Placebos, want.Outcome, w.PValue, w.Effect, w.Placebos)
+		}
+	}
+}
+
 func TestReplayConcurrent(t *testing.T) {
 	f := parseRules(t, `
 service: checkout

@@ -142,9 +142,10 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 }
 
 // calibrateCounts reads an events/trials KPI's events and trials on the
-// step grid over span and calibrates the steps where both are valid
-// counts; with grid, every step is kept, those without valid counts as
-// NaN (a seasonal calibration pairs steps by their position). A history
+// step grid over span and calibrates the steps with valid counts (a step
+// with trials and no events sample has 0 events, as in the deploy's own
+// sums); with grid, every step is kept, those without valid counts as NaN
+// (a seasonal calibration pairs steps by their position). A history
 // that cannot be read gives an empty calibration (inconclusive for too
 // little history); a source that fails as a whole is an error.
 func calibrateCounts(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars,
@@ -156,7 +157,14 @@ func calibrateCounts(ctx context.Context, src collector.Source, f *rules.File, r
 		if e, err = onGrid(ctx, src, q.Events, step, "history events", span); err == nil {
 			if t, err = onGrid(ctx, src, q.Trials, step, "history trials", span); err == nil {
 				for j := range e[0] {
-					if ev, tr := e[0][j], t[0][j]; ev >= 0 && ev <= tr && !math.IsInf(tr, 0) {
+					ev, tr := e[0][j], t[0][j]
+					if math.IsNaN(ev) {
+						// No events sample where there are trials: none
+						// happened (an error counter that appears with the
+						// first error), as the deploy's own sums count it.
+						ev = 0
+					}
+					if ev >= 0 && ev <= tr && !math.IsInf(tr, 0) {
 						events, trials = append(events, ev), append(trials, tr)
 					} else if grid {
 						events, trials = append(events, math.NaN()), append(trials, math.NaN())

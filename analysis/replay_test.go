@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,6 +140,25 @@ func TestNoLookAhead(t *testing.T) {
 	for _, shift := range []float64{0, -8} {
 		full := series(from, 24*12+24+1, noise(3, from, 100, 5, shift), "__name__", "conversion")
 		all := store(t, full)
+		// The calibration reads nothing after the deploy.
+		upTo := full
+		upTo.Samples = nil
+		for _, s := range full.Samples {
+			if !s.T.After(t0) {
+				upTo.Samples = append(upTo.Samples, s)
+			}
+		}
+		before, err := Calibrate(context.Background(), store(t, upTo), f, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		after, err := Calibrate(context.Background(), all, f, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, a := before["conversion"], after["conversion"]; b.N() == 0 || !slices.Equal(b.Maxima, a.Maxima) {
+			t.Fatalf("shift %v: calibration with data up to the deploy: %d placebos; with all data: %d", shift, b.N(), a.N())
+		}
 		// Each look needs a store of its own (opening one takes a while):
 		// the first looks, where the samples are few, and spread to the last.
 		for _, look := range []int{1, 2, 3, 5, 8, 13, 21, Looks(f.Analysis)} {
@@ -177,8 +197,9 @@ func TestNoLookAhead(t *testing.T) {
 }
 
 // TestNoLookAheadEventsTrials: TestNoLookAhead for an events/trials KPI,
-// whose calibration reads two series: the verdict at each look is the same
-// with or without the data after it.
+// whose calibration reads two series: the calibration is the same with or
+// without the data after the deploy, and the verdict at each look the
+// same with or without the data after the look.
 func TestNoLookAheadEventsTrials(t *testing.T) {
 	from := t0.Add(-24 * time.Hour)
 	f := parseRules(t, `
@@ -198,8 +219,7 @@ kpis:
 		series(from, n, func(int) float64 { return 10000 }, "__name__", "requests"),
 	}
 	all := store(t, full...)
-	for _, look := range []int{1, 2, 5, 13, Looks(f.Analysis)} {
-		at := t0.Add(time.Duration(look) * step)
+	cutAt := func(at time.Time) []collector.Series {
 		var cut []collector.Series
 		for _, fs := range full {
 			c := fs
@@ -211,6 +231,24 @@ kpis:
 			}
 			cut = append(cut, c)
 		}
+		return cut
+	}
+	// The calibration reads nothing after the deploy: the same from a
+	// store that ends there.
+	before, err := Calibrate(context.Background(), store(t, cutAt(t0)...), f, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, err := Calibrate(context.Background(), all, f, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, a := before["errors"], after["errors"]; b.N() == 0 || !slices.Equal(b.Maxima, a.Maxima) {
+		t.Fatalf("calibration with data up to the deploy: %d placebos; with all data: %d (maxima equal: %v)", b.N(), a.N(), slices.Equal(b.Maxima, a.Maxima))
+	}
+	for _, look := range []int{1, 2, 5, 13, Looks(f.Analysis)} {
+		at := t0.Add(time.Duration(look) * step)
+		cut := cutAt(at)
 		judge := func(src collector.Source) detector.Verdict {
 			cal, err := Calibrate(context.Background(), src, f, d)
 			if err != nil {
@@ -227,6 +265,50 @@ kpis:
 		if got.Outcome != want.Outcome || g.PValue != w.PValue || g.Effect != w.Effect || g.Placebos != w.Placebos || g.Placebos == 0 {
 			t.Fatalf("look %d: with data up to the look %v p=%v effect=%v placebos=%d; with all data %v p=%v effect=%v placebos=%d",
 				look, got.Outcome, g.PValue, g.Effect, g.Placebos, want.Outcome, w.PValue, w.Effect, w.Placebos)
+		}
+	}
+}
+
+// TestCalibrateCountsAbsentEvents: an error counter without samples where
+// no error happened (it appears with the first error) calibrates as the
+// same counter with zeros written: absent events are none, as the deploy's
+// own sums count them, for the before and the seasonal baselines.
+func TestCalibrateCountsAbsentEvents(t *testing.T) {
+	from := t0.Add(-3 * 24 * time.Hour)
+	n := 3*24*12 + 1
+	errs := func(i int) float64 { return float64(i % 3) } // 0, 1, 2, …
+	full := series(from, n, errs, "__name__", "errors")
+	gappy := full
+	gappy.Samples = nil
+	for _, s := range full.Samples {
+		if s.V != 0 {
+			gappy.Samples = append(gappy.Samples, s)
+		}
+	}
+	requests := series(from, n, func(int) float64 { return 100 }, "__name__", "requests")
+	for _, baseline := range []string{"{baseline: before, lookback: 4h, window: 1h, step: 5m, alpha: 0.01}",
+		"{baseline: seasonal, season: 1d, seasons: 1, window: 1h, step: 5m, alpha: 0.01}"} {
+		f := parseRules(t, `
+service: api
+analysis: `+baseline+`
+kpis:
+  - name: errors
+    events: errors
+    trials: requests
+    bad: increase
+`)
+		d := deploy.Deploy{ID: "d1", Time: t0}
+		want, err := Calibrate(context.Background(), store(t, full, requests), f, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Calibrate(context.Background(), store(t, gappy, requests), f, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, g := want["errors"], got["errors"]
+		if w.N() < 99 || !slices.Equal(w.Maxima, g.Maxima) {
+			t.Errorf("%s: %d placebos with zeros written, %d with the zeros absent (maxima equal: %v)", baseline, w.N(), g.N(), slices.Equal(w.Maxima, g.Maxima))
 		}
 	}
 }

@@ -196,6 +196,9 @@ func (c Calibration) N() int { return len(c.Maxima) }
 // the test stricter than it is on independent data, where drift,
 // cycles and bursts call for it, never looser.
 func (c Calibration) P(m float64) float64 {
+	if math.IsNaN(m) {
+		return 1 // no statistic: no evidence
+	}
 	i := sort.SearchFloat64s(c.Maxima, m) // first placebo ≥ m
 	p := float64(1+len(c.Maxima)-i) / float64(len(c.Maxima)+1)
 	if len(c.IID) > 0 {

@@ -339,3 +339,28 @@ func BenchmarkCalibrateCounts(b *testing.B) {
 		}
 	})
 }
+
+// TestCountsDetectable: a change of the detectable size moves the
+// two-proportion z, with its pooled variance, by exactly the asked amount,
+// up and down.
+func TestCountsDetectable(t *testing.T) {
+	for _, tc := range []struct {
+		p, nc, nb, zz float64
+		bad           Direction
+	}{
+		{0.005, 120000, 240000, 11.83, Increase},
+		{0.005, 120000, 240000, 11.83, Decrease},
+		{0.3, 500, 2000, 3.2, Increase},
+		{0.02, 1e6, 1e6, 2.5, Decrease},
+	} {
+		d := countsDetectable(tc.p, tc.nc, tc.nb, tc.zz, tc.bad)
+		q := tc.p + d
+		if tc.bad == Decrease {
+			q = tc.p - d
+		}
+		z := CountsStatistic(Counts{tc.p * tc.nb, tc.nb}, Counts{q * tc.nc, tc.nc}, tc.bad)
+		if math.Abs(z-tc.zz) > 1e-9*tc.zz {
+			t.Errorf("p %v %v: δ %v gives z %v, want %v", tc.p, tc.bad, d, z, tc.zz)
+		}
+	}
+}

@@ -61,7 +61,8 @@ type JudgeOptions struct {
 	// means 1). The p-value of a KPI without a Calibration is multiplied
 	// by it (Bonferroni over the looks), so that judging at every look
 	// keeps the chance of failing a harmless deploy at most Alpha; a
-	// calibrated KPI's p-value already accounts for every look.
+	// calibrated KPI's p-value already accounts for every look (an
+	// events/trials KPI's is never below its test's times Looks, though).
 	Looks int
 }
 

@@ -105,7 +105,6 @@ func minDetectable(kv *KPIVerdict, k KPI) float64 {
 		if p == 0 {
 			p = 0.5 / cb.Trials // no event yet: half an event's worth of rate
 		}
-		se := math.Sqrt(p * (1 - p) * (1/cc.Trials + 1/cb.Trials))
 		crit := mwQnorm(thr, false)
 		if c := k.Calibration; c != nil && c.Counts && kv.Placebos > 0 {
 			// Calibrated: the z must pass the placebos' critical value as
@@ -115,7 +114,7 @@ func minDetectable(kv *KPIVerdict, k KPI) float64 {
 				return math.Inf(1)
 			}
 		}
-		return (crit + zPower) * se
+		return countsDetectable(p, cc.Trials, cb.Trials, crit+zPower, kv.Bad)
 	case kv.Test == KSTest:
 		return math.NaN()
 	}
@@ -167,6 +166,33 @@ func minDetectable(kv *KPIVerdict, k KPI) float64 {
 	// Mann-Whitney: a shift δ of normal data moves z by about
 	// δ/σ·sqrt(3·nc·nb/(π·(N+1))).
 	return (crit + zPower) * sigma * math.Sqrt(math.Pi*(nc+nb+1)/(3*nc*nb))
+}
+
+// countsDetectable is the change δ of a proportion p (the baseline's) that
+// moves the two-proportion z (CountsStatistic, whose variance is the
+// pooled proportion's) by zz: δ = zz·se(p̄), p̄ = p ± δ·nc/(nc+nb) the pooled
+// proportion after the change, solved by fixed-point iteration. The
+// pooled proportion moves with the change, so the baseline's alone would
+// understate δ for a rise.
+func countsDetectable(p, nc, nb, zz float64, bad Direction) float64 {
+	share := nc / (nc + nb)
+	se := func(q float64) float64 {
+		q = math.Min(math.Max(q, 0.5/(nc+nb)), 1-0.5/(nc+nb))
+		return math.Sqrt(q * (1 - q) * (1/nc + 1/nb))
+	}
+	d := zz * se(p)
+	for range 50 {
+		q := p + d*share
+		if bad == Decrease {
+			q = p - d*share
+		}
+		next := zz * se(q)
+		if math.Abs(next-d) <= 1e-12*math.Max(d, 1e-300) {
+			return next
+		}
+		d = next
+	}
+	return d
 }
 
 // critical is the smallest window maximum whose p-value (P: the larger of

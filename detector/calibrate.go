@@ -148,12 +148,13 @@ func slide(s []float64, out, in float64) []float64 {
 // of a whole number of periods, the most recent max of them. A KPI with a
 // daily cycle is then compared with harmless deploys at the same time of
 // day, not with all of them. When the history holds fewer than need such
-// placebos, it is Calibrate.
+// placebos, or does not repeat from one period to the next (dailyCycle
+// below MinDailyCycle), it is Calibrate.
 func CalibrateInPhase(history []float64, lookback, window int, bad Direction, max, period, tol, need int) Calibration {
 	if max <= 0 {
 		max = MaxPlacebos
 	}
-	if period <= 2*tol+1 || lookback < 1 || window < 1 {
+	if period <= 2*tol+1 || lookback < 1 || window < 1 || dailyCycle(history, period) < MinDailyCycle {
 		return Calibrate(history, lookback, window, bad, max)
 	}
 	at, inPhase := placeboStarts(len(history), lookback, window, max, period, tol, need)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -362,5 +363,55 @@ func TestCountsDetectable(t *testing.T) {
 		if math.Abs(z-tc.zz) > 1e-9*tc.zz {
 			t.Errorf("p %v %v: δ %v gives z %v, want %v", tc.p, tc.bad, d, z, tc.zz)
 		}
+	}
+}
+
+// TestDailyCycle: placebos at the deploy's time of day are taken for a KPI
+// that repeats daily, and not for one that does not (a random walk, or
+// noise): there placebos at every point are many more independent draws.
+func TestDailyCycle(t *testing.T) {
+	const period = 288
+	r := rand.New(rand.NewPCG(41, 43))
+	n := 10*period + 100
+	cycle, walk, noise := make([]float64, n), make([]float64, n), make([]float64, n)
+	w := 0.0
+	for i := range n {
+		cycle[i] = 10*math.Sin(2*math.Pi*float64(i)/period) + 3*r.NormFloat64()
+		w += r.NormFloat64()
+		walk[i] = w
+		noise[i] = r.NormFloat64()
+	}
+	for _, tc := range []struct {
+		name    string
+		x       []float64
+		inPhase bool
+	}{{"daily cycle in noise", cycle, true}, {"random walk", walk, false}, {"noise", noise, false}} {
+		c := dailyCycle(tc.x, period)
+		cal := CalibrateInPhase(tc.x, 48, 24, Increase, 0, period, 12, 198)
+		if got := cal.Period > 0; got != tc.inPhase || (c >= MinDailyCycle) != tc.inPhase {
+			t.Errorf("%s: daily cycle %.2f, placebos in phase %v, want %v", tc.name, c, got, tc.inPhase)
+		}
+	}
+	// Events/trials: the hourly rates of overdispersed counts on a ±20 %
+	// cycle repeat (TestCalibrateCountsOverdispersed's series); without
+	// the cycle they do not.
+	ev, tr := overdispersed(r, n, 0.01, 0.25, 5000)
+	if c := dailyCycleCounts(ev, tr, period); c < MinDailyCycle {
+		t.Errorf("counts on a daily cycle: %.2f", c)
+	}
+	flat := make([]float64, n)
+	for i := range flat {
+		flat[i] = distuv.Binomial{N: 5000, P: 0.01, Src: rand.NewPCG(uint64(i), 1)}.Rand()
+	}
+	if c := dailyCycleCounts(flat, tr, period); c >= MinDailyCycle {
+		t.Errorf("binomial counts without a cycle: %.2f", c)
+	}
+	// A block without trials is left out, not the end of the measure.
+	tr2 := slices.Clone(tr)
+	for i := 100; i < 112; i++ {
+		tr2[i], ev[i] = 0, 0
+	}
+	if c := dailyCycleCounts(ev, tr2, period); c < MinDailyCycle {
+		t.Errorf("counts on a daily cycle with an hour without trials: %.2f", c)
 	}
 }

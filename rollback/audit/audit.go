@@ -124,7 +124,10 @@ type Log struct {
 	// may end in part of a record, and no other is appended after it.
 	broken error
 	recs   []Record
-	torn   *LineError
+	// byDeploy indexes recs by deploy id, oldest first: a lookup reads
+	// one deploy's records, not the whole log.
+	byDeploy map[string][]int
+	torn     *LineError
 }
 
 // file is what the log needs of its *os.File (a test fails its writes).
@@ -186,6 +189,10 @@ func Open(path string, opts Options) (*Log, error) {
 		size++
 	}
 	l.f, l.size, l.recs = f, size, recs
+	l.byDeploy = make(map[string][]int)
+	for i, r := range recs {
+		l.byDeploy[r.DeployID] = append(l.byDeploy[r.DeployID], i)
+	}
 	return l, nil
 }
 
@@ -284,6 +291,7 @@ func (l *Log) Append(ctx context.Context, r Record) error {
 	if err := l.f.Sync(); err != nil {
 		return fmt.Errorf("sync audit log %s: %w", l.path, err)
 	}
+	l.byDeploy[r.DeployID] = append(l.byDeploy[r.DeployID], len(l.recs))
 	l.recs = append(l.recs, r)
 	return nil
 }
@@ -306,17 +314,17 @@ func (l *Log) Records() []Record {
 
 // Deploy returns the records of one deploy, oldest first.
 func (l *Log) Deploy(deployID string) []Record {
-	return l.filter(func(r Record) bool { return r.DeployID == deployID })
+	return l.filter(deployID, func(Record) bool { return true })
 }
 
 // Decisions returns the decision records of one deploy, oldest first.
 func (l *Log) Decisions(deployID string) []Record {
-	return l.filter(func(r Record) bool { return r.DeployID == deployID && r.Kind == KindDecision })
+	return l.filter(deployID, func(r Record) bool { return r.Kind == KindDecision })
 }
 
 // Reverts returns the trigger records of one deploy, oldest first.
 func (l *Log) Reverts(deployID string) []Record {
-	return l.filter(func(r Record) bool { return r.DeployID == deployID && r.Kind == KindRevert })
+	return l.filter(deployID, func(r Record) bool { return r.Kind == KindRevert })
 }
 
 // Reverted returns the first record showing the deploy's revert
@@ -324,20 +332,21 @@ func (l *Log) Reverts(deployID string) []Record {
 func (l *Log) Reverted(deployID string) (Record, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, r := range l.recs {
-		if r.DeployID == deployID && r.Done() {
+	for _, i := range l.byDeploy[deployID] {
+		if r := l.recs[i]; r.Done() {
 			return r, true
 		}
 	}
 	return Record{}, false
 }
 
-func (l *Log) filter(keep func(Record) bool) []Record {
+// filter returns the records of one deploy that keep keeps, oldest first.
+func (l *Log) filter(deployID string, keep func(Record) bool) []Record {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var out []Record
-	for _, r := range l.recs {
-		if keep(r) {
+	for _, i := range l.byDeploy[deployID] {
+		if r := l.recs[i]; keep(r) {
 			out = append(out, r)
 		}
 	}

@@ -3,6 +3,7 @@ package audit_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"testing"
 
@@ -53,5 +54,37 @@ func BenchmarkOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 		l.Close()
+	}
+}
+
+// BenchmarkLookup: a deploy's decisions and revert looked up in a log of
+// 100 000 records of 10 000 deploys (a year of a busy fleet), as an
+// analysis does when it starts or resumes.
+func BenchmarkLookup(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "audit.jsonl")
+	var data []byte
+	for i := range 100000 {
+		r := audit.Record{Time: t0, Kind: audit.KindDecision, DeployID: fmt.Sprintf("d%d", i%10000), Service: "checkout", Verdict: "pass"}
+		line, _ := json.Marshal(r)
+		data = append(append(data, line...), '\n')
+	}
+	if err := writeFile(path, data); err != nil {
+		b.Fatal(err)
+	}
+	l, err := audit.Open(path, audit.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	i := 0
+	for b.Loop() {
+		id := fmt.Sprintf("d%d", i%10000)
+		if len(l.Decisions(id)) != 10 {
+			b.Fatal("not 10 decisions")
+		}
+		if _, ok := l.Reverted(id); ok {
+			b.Fatal("reverted")
+		}
+		i++
 	}
 }

@@ -60,9 +60,9 @@ type Options struct {
 	// <ReportBaseURL>/deploys/<id>.
 	ReportBaseURL string
 	Logger        *slog.Logger
-	// Retention drops, when the store opens, the annotations that ended
-	// longer ago than this; 0 means DefaultRetention (90 days), a
-	// negative value keeps every annotation.
+	// Retention drops, when the store opens and at Expire, the
+	// annotations that ended longer ago than this; 0 means
+	// DefaultRetention (90 days), a negative value keeps every annotation.
 	Retention time.Duration
 	// Now is the clock Retention is measured by (time.Now when nil).
 	Now func() time.Time
@@ -253,6 +253,40 @@ func (s *Store) expire(cutoff int64) int {
 		}
 	}
 	return n
+}
+
+// Expire drops the annotations past the retention now, as Open does, from
+// memory and from the file, and returns how many; a store that runs for
+// months calls it from time to time (immune run: every hour). The file is
+// rewritten only when something expired; if that fails, the file keeps
+// them and the next Open drops them.
+func (s *Store) Expire() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return 0, fmt.Errorf("annotation store: %w", annotator.ErrClosed)
+	}
+	if s.opts.Retention <= 0 {
+		return 0, nil
+	}
+	n := s.expire(s.opts.Now().Add(-s.opts.Retention).UnixMilli())
+	if n == 0 {
+		return 0, nil
+	}
+	f, err := s.compact()
+	if err != nil {
+		return n, err
+	}
+	end, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		f.Close()
+		return n, fmt.Errorf("annotation store: %w", err)
+	}
+	s.file.Close()
+	s.file, s.size = f, end
+	s.log.Info("annotation store: dropped annotations past the retention", "file", s.path,
+		"annotations", n, "retention", s.opts.Retention.String())
+	return n, nil
 }
 
 // compact rewrites the file with one line per annotation: written to a

@@ -283,6 +283,57 @@ func TestRetentionNeverReusesIDs(t *testing.T) {
 	}
 }
 
+// TestExpireWhileRunning: a store that stays open drops the annotations
+// past the retention at Expire, from memory and from the file, and goes
+// on appending to the rewritten file.
+func TestExpireWhileRunning(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "annotations.jsonl")
+	now := t0
+	s, err := store.Open(path, store.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	annotate(t, s, events(ck42, "fail", "conversion")...)
+	if n, err := s.Expire(); n != 0 || err != nil {
+		t.Fatalf("Expire with nothing old: %d, %v", n, err)
+	}
+	later := pay7
+	later.Time = t0.Add(100 * 24 * time.Hour)
+	now = later.Time
+	annotate(t, s, events(later, "pass")...)
+	n, err := s.Expire()
+	if err != nil || n != 3 {
+		t.Fatalf("Expire: %d, %v; want the 3 annotations of %s", n, err, ck42.ID)
+	}
+	if got := s.Find(t.Context(), store.Query{Tags: []string{annotator.DeployTag(ck42.ID)}}); len(got) != 0 {
+		t.Errorf("kept %d annotations of %s past the retention", len(got), ck42.ID)
+	}
+	if n := countLines(t, path); n != 2 {
+		t.Errorf("%d lines after Expire, want 2", n)
+	}
+	// Appends go on, to the rewritten file, and survive a reopen.
+	third := pay7
+	third.ID, third.Time = "pay-8", later.Time.Add(time.Hour)
+	annotate(t, s, events(third, "pass")...)
+	s.Close()
+	s2, err := store.Open(path, store.Options{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s2.Close()
+	if got := s2.Find(t.Context(), store.Query{}); len(got) != 4 {
+		t.Errorf("%d annotations after reopening, want 4 (2 of %s, 2 of %s)", len(got), later.ID, third.ID)
+	}
+	if _, err := s2.Expire(); err != nil {
+		t.Fatal(err)
+	}
+	s2.Close()
+	if _, err := s2.Expire(); err == nil {
+		t.Error("Expire on a closed store: no error")
+	}
+}
+
 func countLines(t *testing.T, path string) int {
 	t.Helper()
 	b, err := os.ReadFile(path)

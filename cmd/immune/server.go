@@ -63,7 +63,8 @@ type server struct {
 
 	sources []deploy.Source
 	events  chan deploy.Event
-	// runners are more goroutines of Run: the scraper, the discovery.
+	// runners are more goroutines of Run: the scraper, the discovery, the
+	// annotation store's retention.
 	runners []func(ctx context.Context) error
 	owners  *zkrollback.Owners
 	scraper *scrape.Manager
@@ -212,6 +213,21 @@ func newServer(ctx context.Context, cfg *config.Config, o serverOptions) (_ *ser
 	}
 	s.notes = notes
 	s.closers = append(s.closers, func() { notes.Close() })
+	// The retention, applied at open, also while immune runs for months.
+	s.runners = append(s.runners, func(ctx context.Context) error {
+		t := time.NewTicker(time.Hour)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+				if _, err := notes.Expire(); err != nil {
+					s.log.Warn("annotation store: expiring old annotations", "err", err.Error())
+				}
+			}
+		}
+	})
 	anns := []annotator.Annotator{s.async("store", notes)}
 	if g := cfg.Grafana; g != nil {
 		gc := *g

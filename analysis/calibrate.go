@@ -19,7 +19,8 @@ type Calibrations map[string]*detector.Calibration
 // how its statistic behaves at placebo deploys in the history before
 // deploy d (detector.CalibrateInPhase): placebos with the rule's lookback
 // and window, their windows ending before the deploy's own lookback, at
-// the same time of day when the history holds enough of them. An
+// the same time of day when the KPI repeats daily and the history holds
+// enough of them. An
 // events/trials KPI (test auto or proportion) is calibrated the same way
 // on its two-proportion z (detector.CalibrateCounts, from the events and
 // trials of each step). With a `seasonal` baseline (a season that is a

@@ -135,14 +135,7 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open annotation store: truncate %s: %w", path, err)
 		}
 	}
-	expired := 0
-	if opts.Retention > 0 {
-		expired = s.expire(opts.Now().Add(-opts.Retention).UnixMilli())
-		if expired > 0 {
-			s.log.Info("annotation store: dropping annotations past the retention", "file", path,
-				"annotations", expired, "retention", opts.Retention.String())
-		}
-	}
+	expired := s.dropExpired()
 	if expired > 0 || lines > 2*len(s.all)+64 {
 		f.Close()
 		if f, err = s.compact(); err != nil {
@@ -266,10 +259,7 @@ func (s *Store) Expire() (int, error) {
 	if s.closed {
 		return 0, fmt.Errorf("annotation store: %w", annotator.ErrClosed)
 	}
-	if s.opts.Retention <= 0 {
-		return 0, nil
-	}
-	n := s.expire(s.opts.Now().Add(-s.opts.Retention).UnixMilli())
+	n := s.dropExpired()
 	if n == 0 {
 		return 0, nil
 	}
@@ -284,9 +274,21 @@ func (s *Store) Expire() (int, error) {
 	}
 	s.file.Close()
 	s.file, s.size = f, end
-	s.log.Info("annotation store: dropped annotations past the retention", "file", s.path,
-		"annotations", n, "retention", s.opts.Retention.String())
 	return n, nil
+}
+
+// dropExpired forgets the annotations past the retention now (none with a
+// retention below 0), says so in the log, and returns how many.
+func (s *Store) dropExpired() int {
+	if s.opts.Retention <= 0 {
+		return 0
+	}
+	n := s.expire(s.opts.Now().Add(-s.opts.Retention).UnixMilli())
+	if n > 0 {
+		s.log.Info("annotation store: dropping annotations past the retention", "file", s.path,
+			"annotations", n, "retention", s.opts.Retention.String())
+	}
+	return n
 }
 
 // compact rewrites the file with one line per annotation: written to a

@@ -7,10 +7,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/immune-project/immune/collector"
@@ -192,24 +190,8 @@ func (c *countsCopy) storeSeries() []collector.Series {
 // countsRuleFile is the copy's rule file: an events/trials KPI on its
 // series, baseline before.
 func countsRuleFile(id string, p params, step time.Duration) string {
-	dur := func(n int) string { return model.Duration(time.Duration(n) * step).String() }
-	sel := func(name string) string {
-		return strings.ReplaceAll(fmt.Sprintf("%s{%s=%q}", name, copyLabel, id), "'", "''")
-	}
-	return fmt.Sprintf(`version: 1
-service: bench
-analysis:
-  baseline: before
-  lookback: %s
-  window: %s
-  step: %s
-  alpha: %g
-kpis:
-  - name: %s
-    events: '%s'
-    trials: '%s'
-    bad: increase
-`, dur(p.L), dur(p.W), dur(1), p.Alpha, eventsMetric, sel(eventsMetric), sel(trialsMetric))
+	return rulesWith(p, step, fmt.Sprintf("  - name: %s\n    events: '%s'\n    trials: '%s'\n    bad: increase\n",
+		eventsMetric, copySelector(eventsMetric, id), copySelector(trialsMetric, id)))
 }
 
 // record returns the copy's record for a detector, verdict unset.

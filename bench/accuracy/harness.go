@@ -154,8 +154,13 @@ func (c *benchCopy) storeSeries() collector.Series {
 
 // ruleFile is the copy's rule file: the protocol's KPI rule on its series.
 func ruleFile(id string, p params, step time.Duration) string {
+	return rulesWith(p, step, fmt.Sprintf("  - name: %s\n    query: '%s'\n    bad: increase\n", metricName, copySelector(metricName, id)))
+}
+
+// rulesWith is a copy's rule file: the protocol's analysis (baseline
+// before, lookback L, window W, alpha) at step, and the KPI given in YAML.
+func rulesWith(p params, step time.Duration, kpi string) string {
 	dur := func(n int) string { return model.Duration(time.Duration(n) * step).String() }
-	query := fmt.Sprintf("%s{%s=%q}", metricName, copyLabel, id)
 	return fmt.Sprintf(`version: 1
 service: bench
 analysis:
@@ -165,10 +170,13 @@ analysis:
   step: %s
   alpha: %g
 kpis:
-  - name: %s
-    query: '%s'
-    bad: increase
-`, dur(p.L), dur(p.W), dur(1), p.Alpha, metricName, strings.ReplaceAll(query, "'", "''"))
+`, dur(p.L), dur(p.W), dur(1), p.Alpha) + kpi
+}
+
+// copySelector is the series name{copy="<id>"}, quoted for a YAML
+// single-quoted string.
+func copySelector(name, id string) string {
+	return strings.ReplaceAll(fmt.Sprintf("%s{%s=%q}", name, copyLabel, id), "'", "''")
 }
 
 // judgeImmune replays the copy's deploy through immune's own code path,

@@ -26,7 +26,9 @@ type Calibrations map[string]*detector.Calibration
 // trials of each step). With a `seasonal` baseline (a season that is a
 // whole number of steps) the placebos are compared with their own earlier
 // seasons (detector.CalibrateSeasonal, detector.CalibrateSeasonalCounts).
-// Only data before the deploy is read.
+// With a `concurrent` baseline and selectors.instance, the placebos are
+// A/A comparisons among the instances before the deploy
+// (calibrateConcurrent). Only data before the deploy is read.
 //
 // A KPI whose history cannot be read (no series, say) gets an empty
 // calibration, and so is inconclusive for too little history, like one
@@ -75,6 +77,8 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		counts = func(e, t []float64, bad detector.Direction) detector.Calibration {
 			return detector.CalibrateSeasonalCounts(e, t, season, a.Seasons, window, bad, placebos)
 		}
+	case a.Baseline == rules.BaselineConcurrent && f.Selectors != nil && f.Selectors.Instance != "":
+		return calibrateConcurrent(ctx, src, f, d, placebos)
 	case a.Baseline == rules.BaselineBefore:
 		lookback := int(a.Lookback / a.Step)
 		steps = detector.Calibration{Lookback: lookback, Window: window}.HistoryFor(placebos)

@@ -155,7 +155,7 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 		return err
 	}
 	if !rk.IsRatio() {
-		if c := k.Calibration; c != nil && c.Seasons > 0 {
+		if c := k.Calibration; c != nil && c.Paired() {
 			k.Canary, k.Baseline, err = paired(ctx, src, cq.Query, bq.Query, step, canary, baseline)
 			return err
 		}

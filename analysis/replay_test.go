@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -714,5 +715,74 @@ func TestPairedSeasons(t *testing.T) {
 		if j == 3 || j == 5 || b[i]-2000 != j {
 			t.Errorf("pair %d: canary step %v with season step %v", i, j, b[i]-2000)
 		}
+	}
+}
+
+// TestReplayConcurrentCalibrated: instances that differ from one another
+// for good (one runs 2 sd above the rest) make a harmless canary on that
+// instance fail against the other instances when the looks are judged as
+// independent; with selectors.instance the KPI is calibrated on A/A
+// comparisons among the instances before the deploy, and passes, while a
+// real rise still fails. Without instances under the label it is
+// inconclusive and says why.
+func TestReplayConcurrentCalibrated(t *testing.T) {
+	const rulesFmt = `
+service: checkout
+analysis: {baseline: concurrent, window: 1h, step: 5m, alpha: 0.01}
+selectors:
+  canary: '{version="$version"}'
+  baseline: '{version="$previous_version"}'
+%s
+kpis:
+  - name: latency
+    query: avg(latency)
+    bad: increase
+`
+	const history = 600 // steps before the deploy
+	offsets := []float64{2, -1, 0.5, -2, 1, -0.5}
+	for _, tc := range []struct {
+		name     string
+		instance string
+		shift    float64
+		want     detector.Outcome
+		reason   string
+	}{
+		{"uncalibrated, harmless", "", 0, detector.Fail, "×12 looks"},
+		{"calibrated, harmless", "instance: instance", 0, detector.Pass, "A/A placebos among the instances"},
+		{"calibrated, a rise of 10 sd", "instance: instance", 10, detector.Fail, "A/A placebos among the instances"},
+		{"no such label", "instance: pod", 10, detector.Inconclusive, "0 instance(s) under label pod"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := parseRules(t, fmt.Sprintf(rulesFmt, "  "+tc.instance))
+			from := t0.Add(-time.Duration(history) * step)
+			n := history + 12 + 1
+			var ss []collector.Series
+			for i, off := range offsets {
+				r := rand.New(rand.NewPCG(uint64(i), 99))
+				v := func(j int) float64 { return 100 + off + r.NormFloat64() }
+				name := fmt.Sprintf("host-%d:8080", i)
+				if i != 0 {
+					ss = append(ss, series(from, n, v, "__name__", "latency", "instance", name, "version", "v1"))
+					continue
+				}
+				// Instance 0 is the canary: v2 from the deploy on.
+				before := series(from, history+1, v, "__name__", "latency", "instance", name, "version", "v1")
+				after := series(t0.Add(step), 12, func(int) float64 { return v(0) + tc.shift }, "__name__", "latency", "instance", name, "version", "v2")
+				ss = append(ss, before, after)
+			}
+			src := store(t, ss...)
+			d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1, 5}}
+			dec, err := Replay(context.Background(), src, f, d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expl := strings.Join(dec.Verdict.Explanation(), "\n")
+			if dec.Verdict.Outcome != tc.want {
+				t.Fatalf("verdict %v, want %v\n%s", dec.Verdict.Outcome, tc.want, expl)
+			}
+			if !strings.Contains(expl, tc.reason) {
+				t.Errorf("explanation without %q:\n%s", tc.reason, expl)
+			}
+		})
 	}
 }

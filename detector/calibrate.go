@@ -41,24 +41,45 @@ type Calibration struct {
 	// Counts says that the placebos measured CountsStatistic, the
 	// two-proportion z of an events/trials KPI (CalibrateCounts).
 	Counts bool
+	// Subsets, when not 0, says that the placebos were A/A comparisons
+	// among the instances before the deploy, this many subsets of them
+	// (CalibrateConcurrent): a concurrent baseline's.
+	Subsets int
+	// Unavailable, when not empty, says why the KPI could not be
+	// calibrated (its history names no instances, say): it is then
+	// inconclusive, with this reason.
+	Unavailable string
 }
 
 // Statistic is the statistic of this calibration at one look of a
 // deploy: the running maximum of the Mann-Whitney z over the canary's
 // values against a lookback (Statistic), or for a seasonal calibration the
 // z of the look's canary against the look's seasonal baseline
-// (SeasonalStatistic; NaN when the canary and the seasons cannot be
-// paired step by step).
+// (SeasonalStatistic), or for a concurrent one the look's standardized sum
+// of the canary's differences from the baseline (ConcurrentStatistic);
+// NaN when the two of a paired statistic cannot be paired step by step.
 func (c Calibration) Statistic(baseline, canary []float64, bad Direction) float64 {
+	if c.Subsets > 0 {
+		return ConcurrentStatistic(baseline, canary, bad, c.DiffScale)
+	}
 	if c.Seasons > 0 {
 		return SeasonalStatistic(baseline, canary, bad, c.Seasons)
 	}
 	return Statistic(baseline, canary, bad)
 }
 
+// Paired reports whether the statistic pairs the canary's values with the
+// baseline's step by step (a seasonal or a concurrent calibration of a
+// continuous KPI): the two must then be read on the step grid, and kept
+// where both have a value.
+func (c Calibration) Paired() bool { return !c.Counts && (c.Seasons > 0 || c.Subsets > 0) }
+
 // HistoryFor is the number of steps of history before the deploy (the
 // deploy's own step included) that n placebos need.
 func (c Calibration) HistoryFor(n int) int {
+	if c.Subsets > 0 {
+		return (n+c.Subsets-1)/c.Subsets + c.Window - 1
+	}
 	if c.Seasons > 0 {
 		return n + 2*c.Seasons*c.Season + c.Window - 1
 	}

@@ -70,6 +70,8 @@ func sentence(kv KPIVerdict, correction string, n int) string {
 	fmt.Fprintf(&b, ", p=%s %s %s", p, cmp, t)
 	var how []string
 	switch {
+	case kv.Placebos > 0 && kv.AcrossInstances:
+		how = append(how, fmt.Sprintf("against %d A/A placebos among the instances before the deploy", kv.Placebos))
 	case kv.Placebos > 0 && kv.InPhase:
 		how = append(how, fmt.Sprintf("against %d placebo deploys at the same time of day", kv.Placebos))
 	case kv.Placebos > 0:

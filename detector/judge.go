@@ -108,6 +108,9 @@ type KPIVerdict struct {
 	// same time of day).
 	Placebos, Looks int
 	InPhase         bool
+	// AcrossInstances is true when the placebos were A/A comparisons
+	// among the instances before the deploy (a concurrent baseline).
+	AcrossInstances bool
 	// MDE is the smallest change (in the KPI's unit, as Effect) that the
 	// data could have detected, with 80% power at the KPI's threshold; NaN
 	// where it was not computed (failing KPIs, ks). RelMDE is MDE as a
@@ -281,7 +284,12 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 		return
 	}
 	if c := k.Calibration; c != nil && c.Counts == k.HasCounts {
-		kv.Placebos, kv.InPhase = c.N(), c.Period > 0
+		kv.Placebos, kv.InPhase, kv.AcrossInstances = c.N(), c.Period > 0, c.Subsets > 0
+		if c.Unavailable != "" {
+			kv.Reason = "cannot calibrate: " + c.Unavailable
+			kv.PValue = math.NaN()
+			return
+		}
 		if c.MinP() > firstAlpha {
 			need := PlacebosFor(firstAlpha)
 			kv.Reason = fmt.Sprintf("too little history to calibrate: %d placebo deploys, need %d, that is %d steps of history before the deploy",
@@ -305,8 +313,8 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 		if math.IsNaN(stat) {
 			// A seasonal canary and baseline that cannot be paired step
 			// by step: a step is missing on one side at this look.
-			kv.Reason = fmt.Sprintf("%d canary values and %d baseline values cannot be paired step by step with %d seasons (a step without data on one side)",
-				len(k.Canary), len(k.Baseline), c.Seasons)
+			kv.Reason = fmt.Sprintf("%d canary values and %d baseline values cannot be paired step by step (a step without data on one side)",
+				len(k.Canary), len(k.Baseline))
 			kv.PValue, kv.NoData = math.NaN(), true
 			return
 		}

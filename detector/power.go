@@ -118,6 +118,21 @@ func minDetectable(kv *KPIVerdict, k KPI) float64 {
 	case kv.Test == KSTest:
 		return math.NaN()
 	}
+	if c := k.Calibration; c != nil && c.Subsets > 0 && kv.Placebos > 0 {
+		// Concurrent: the standardized sum of the k differences from the
+		// baseline moves by δ·√k/σ for a shift δ, σ the scale it is
+		// standardized by, so the smallest shift that passes the
+		// placebos' critical value with 80 % power is (crit + z)·σ/√k.
+		n := len(k.Canary)
+		if n == 0 || n != len(k.Baseline) {
+			return math.Inf(1)
+		}
+		crit := c.critical(kv.Threshold)
+		if math.IsInf(crit, 1) {
+			return math.Inf(1)
+		}
+		return (crit + zPower) * c.DiffScale / math.Sqrt(float64(n))
+	}
 	if c := k.Calibration; c != nil && c.Seasons > 0 && kv.Placebos > 0 {
 		// Seasonal: the signed-rank z of the k differences from the
 		// seasons moves by about δ/σ_d·sqrt(3k/π) for a shift δ of normal

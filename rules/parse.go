@@ -401,7 +401,7 @@ var (
 var (
 	fileFields      = []string{"version", "service", "owner", "analysis", "selectors", "kpis"}
 	analysisFields  = []string{"baseline", "lookback", "window", "step", "alpha", "mode", "season", "seasons"}
-	selectorsFields = []string{"canary", "baseline"}
+	selectorsFields = []string{"canary", "baseline", "instance"}
 	kpiFields       = []string{"name", "description", "query", "events", "trials", "bad", "test", "min_effect", "critical", "weight", "kind"}
 )
 
@@ -656,11 +656,26 @@ func (p *fileParser) selectors(e entry) *Selectors {
 			}
 		}
 	}
+	if e, found := m["instance"]; found {
+		if text, n, good := p.str(e, s, "instance"); good {
+			if !instanceLabel.MatchString(text) {
+				p.errorf(n, s, "instance", "%q is not a label name: want the label that names an instance, such as instance or pod", text)
+				ok = false
+			}
+			sel.Instance = text
+		} else {
+			ok = false
+		}
+	}
 	if !ok {
 		return nil
 	}
 	return sel
 }
+
+// instanceLabel is what a label name may be (Prometheus' classic names):
+// selectors.instance is one.
+var instanceLabel = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
 
 func (p *fileParser) kpi(n *yaml.Node, i int, sel *Selectors) (*KPI, *yaml.Node) {
 	s := scope{prefix: fmt.Sprintf("kpis[%d].", i)}

@@ -280,3 +280,26 @@ func (p *fileParser) valuePos(n *yaml.Node, q string, off int) (line, col int) {
 	}
 	return l + 1, utf8.RuneCount(p.src[p.lineStarts[l]:j]) + 1
 }
+
+// FirstSelector returns the first vector selector of the PromQL expression
+// expr, printed without its offset and @ modifiers: the series the
+// expression starts from, to ask which label values they have.
+func FirstSelector(expr string) (string, error) {
+	e, err := parseExpr(expr)
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrQuery, err)
+	}
+	var first *parser.VectorSelector
+	parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {
+		if vs, ok := node.(*parser.VectorSelector); ok && first == nil {
+			first = vs
+		}
+		return nil
+	})
+	if first == nil {
+		return "", fmt.Errorf("%w: %s selects no series", ErrQuery, expr)
+	}
+	vs := *first
+	vs.OriginalOffset, vs.Offset, vs.Timestamp, vs.StartOrEnd = 0, 0, nil, 0
+	return vs.String(), nil
+}

@@ -27,6 +27,10 @@ func (r Role) String() string { return enumString([]string{"canary", "baseline"}
 type Selectors struct {
 	Canary   string
 	Baseline string
+	// Instance, when set, is the label that names an instance (instance,
+	// pod): the KPIs are then calibrated on A/A comparisons among the
+	// baseline's instances before the deploy (analysis.Calibrate).
+	Instance string
 }
 
 func (s *Selectors) text(role Role) string {

@@ -1,0 +1,253 @@
+package analysis
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+	"math"
+	"math/rand/v2"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/prometheus/prometheus/model/labels"
+
+	"github.com/immune-project/immune/collector"
+	"github.com/immune-project/immune/deploy"
+	"github.com/immune-project/immune/detector"
+	"github.com/immune-project/immune/rules"
+)
+
+// MaxSubsets is the most instance subsets a concurrent calibration
+// compares with the other instances: every subset of the canary's size
+// when there are no more, else this many drawn at random (the draw seeded
+// by the deploy's id, so that a restart calibrates alike).
+const MaxSubsets = 32
+
+// calibrateConcurrent calibrates the KPIs of a rule file with a
+// concurrent baseline and selectors.instance: A/A placebos among the
+// instances the baseline selectors found in the history before the deploy
+// (detector.CalibrateConcurrent, detector.CalibrateConcurrentCounts). The
+// pseudo-canary is a subset of as many instances as the deploy's first
+// rollout group (one when the deploy does not say): the smallest canary
+// the deploy will have, and the noisiest, so the calibration is never
+// looser for the larger canaries of later groups. Each subset and the
+// other instances are read through the baseline selectors with
+// instance=~"<subset>" and instance!~"<subset>" added.
+func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, placebos int) (Calibrations, error) {
+	a := f.Analysis
+	window := Looks(a)
+	steps := min(placebos+window-1, MaxSeasonalHistory)
+	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
+	size := 1
+	if len(d.Groups) > 0 && d.Groups[0] > 0 {
+		size = d.Groups[0]
+	}
+	vars := varsOf(d)
+	cal := Calibrations{}
+	for i := range f.KPIs {
+		rk := &f.KPIs[i]
+		switch rk.ResolvedTest() {
+		case rules.MannWhitneyTest:
+			if rk.IsRatio() {
+				continue
+			}
+		case rules.ProportionTest:
+			if !rk.IsRatio() {
+				continue
+			}
+		default:
+			continue // Welch and KS keep their test's p-value times the looks
+		}
+		c, err := calibrateConcurrentKPI(ctx, src, f, rk, vars, d.ID, a.Step, span, size, window)
+		if err != nil {
+			return nil, err
+		}
+		cal[rk.Name] = &c
+	}
+	return cal, nil
+}
+
+// calibrateConcurrentKPI calibrates one KPI: it finds the instances of the
+// history, draws the subsets, reads each subset and the rest on the step
+// grid. A history that cannot be read, or that names fewer than two
+// instances, gives a calibration that says why (the KPI is then
+// inconclusive); a source that fails as a whole is an error.
+func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars, id string,
+	step time.Duration, span Span, size, window int) (detector.Calibration, error) {
+	label := f.Selectors.Instance
+	empty := detector.Calibration{Window: window, Seasons: 1, Subsets: 1, Counts: rk.IsRatio()}
+	unavailable := func(err error) (detector.Calibration, error) {
+		if err := lookFailed(ctx, err); err != nil {
+			return detector.Calibration{}, err
+		}
+		empty.Unavailable = err.Error()
+		return empty, nil
+	}
+	q, err := f.Queries(rk, rules.RoleBaseline, vars)
+	if err != nil {
+		return unavailable(err)
+	}
+	// The instances: the label's values on the series of the KPI's first
+	// selector (its trials for a ratio: every instance has trials, not
+	// every one has errors) over the history.
+	first := q.Query
+	if rk.IsRatio() {
+		first = q.Trials
+	}
+	names, err := instances(ctx, src, first, label, span)
+	if err != nil {
+		return unavailable(fmt.Errorf("find the instances (label %s) before the deploy: %w", label, err))
+	}
+	if len(names) < 2 {
+		return unavailable(fmt.Errorf("the history before the deploy has %d instance(s) under label %s: comparing instances needs at least 2", len(names), label))
+	}
+	subsets := drawSubsets(names, min(size, len(names)-1), id)
+	empty.Subsets = len(subsets)
+	// read returns, for each subset, the history of query with the subset's
+	// matcher added (in: the subset, else the other instances).
+	read := func(query, what string, in bool) ([][]float64, error) {
+		out := make([][]float64, len(subsets))
+		for i, s := range subsets {
+			t := labels.MatchRegexp
+			if !in {
+				t = labels.MatchNotRegexp
+			}
+			m, err := labels.NewMatcher(t, label, s)
+			if err != nil {
+				return nil, err
+			}
+			iq, err := rules.Inject(query, []*labels.Matcher{m})
+			if err != nil {
+				return nil, err
+			}
+			g, err := onGrid(ctx, src, iq, step, what, span)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = g[0]
+		}
+		return out, nil
+	}
+	if !rk.IsRatio() {
+		c, err := read(q.Query, "history of a subset of instances", true)
+		if err != nil {
+			return unavailable(err)
+		}
+		b, err := read(q.Query, "history of the other instances", false)
+		if err != nil {
+			return unavailable(err)
+		}
+		return detector.CalibrateConcurrent(c, b, window, kpiSpec(rk).Bad, 0), nil
+	}
+	var sides [4][][]float64
+	for i, x := range []struct {
+		query, what string
+		in          bool
+	}{
+		{q.Events, "history events of a subset of instances", true},
+		{q.Trials, "history trials of a subset of instances", true},
+		{q.Events, "history events of the other instances", false},
+		{q.Trials, "history trials of the other instances", false},
+	} {
+		if sides[i], err = read(x.query, x.what, x.in); err != nil {
+			return unavailable(err)
+		}
+	}
+	// A step with trials and no events sample has no events, as in the
+	// deploy's own sums.
+	for _, p := range [][2]int{{0, 1}, {2, 3}} {
+		for i := range sides[p[0]] {
+			for j, e := range sides[p[0]][i] {
+				if math.IsNaN(e) && !math.IsNaN(sides[p[1]][i][j]) {
+					sides[p[0]][i][j] = 0
+				}
+			}
+		}
+	}
+	return detector.CalibrateConcurrentCounts(sides[0], sides[1], sides[2], sides[3], window, kpiSpec(rk).Bad, 0), nil
+}
+
+// instances returns, sorted, the values of label on the series of the
+// first selector of query that have a sample in span.
+func instances(ctx context.Context, src collector.Source, query, label string, span Span) ([]string, error) {
+	sel, err := rules.FirstSelector(query)
+	if err != nil {
+		return nil, err
+	}
+	rng := span.To.Sub(span.From) + time.Millisecond
+	v, _, err := src.Query(ctx, fmt.Sprintf("count by (%s) (count_over_time(%s[%dms]))", label, sel, rng.Milliseconds()), span.To)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range v {
+		if n := e.Labels[label]; n != "" {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// drawSubsets returns subsets of k of the names, each as the regular
+// expression that matches its names and no other: all of them when there
+// are at most MaxSubsets, else MaxSubsets distinct ones drawn with a
+// generator seeded by seed.
+func drawSubsets(names []string, k int, seed string) []string {
+	re := func(idx []int) string {
+		parts := make([]string, len(idx))
+		for i, j := range idx {
+			parts[i] = regexp.QuoteMeta(names[j])
+		}
+		return strings.Join(parts, "|")
+	}
+	var out []string
+	if binomial(len(names), k) <= MaxSubsets {
+		idx := make([]int, k)
+		for i := range idx {
+			idx[i] = i
+		}
+		for {
+			out = append(out, re(idx))
+			// The next combination in lexicographic order.
+			i := k - 1
+			for i >= 0 && idx[i] == len(names)-k+i {
+				i--
+			}
+			if i < 0 {
+				return out
+			}
+			idx[i]++
+			for j := i + 1; j < k; j++ {
+				idx[j] = idx[j-1] + 1
+			}
+		}
+	}
+	h := fnv.New64a()
+	h.Write([]byte(seed))
+	r := rand.New(rand.NewPCG(h.Sum64(), uint64(len(names))<<16|uint64(k)))
+	seen := map[string]bool{}
+	for len(out) < MaxSubsets {
+		idx := r.Perm(len(names))[:k]
+		slices.Sort(idx)
+		if s := re(idx); !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// binomial is n choose k, saturating at MaxSubsets+1.
+func binomial(n, k int) int {
+	c := 1
+	for i := 1; i <= k; i++ {
+		c = c * (n - k + i) / i
+		if c > MaxSubsets {
+			return MaxSubsets + 1
+		}
+	}
+	return c
+}

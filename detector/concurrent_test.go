@@ -1,0 +1,221 @@
+package detector
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
+
+// fleet simulates n instances over steps: a daily cycle all of them go
+// through, a persistent difference of each instance from the others (an
+// AR(1) with coefficient phi and stationary sd persist) and white noise
+// of sd 1. values[i][t] is instance i at step t.
+func fleet(r *rand.Rand, n, steps int, phi, persist float64) [][]float64 {
+	out := make([][]float64, n)
+	for i := range out {
+		out[i] = make([]float64, steps)
+		off := persist * r.NormFloat64()
+		for t := range steps {
+			off = phi*off + persist*math.Sqrt(1-phi*phi)*r.NormFloat64()
+			out[i][t] = 10 + 5*math.Sin(2*math.Pi*float64(t)/288) + off + r.NormFloat64()
+		}
+	}
+	return out
+}
+
+// split returns the KPI of the instances in set and of the others at each
+// of the steps from..to: their mean.
+func split(values [][]float64, set map[int]bool, from, to int) (in, out []float64) {
+	for t := from; t < to; t++ {
+		si, so, ni, no := 0.0, 0.0, 0.0, 0.0
+		for i, v := range values {
+			if set[i] {
+				si, ni = si+v[t], ni+1
+			} else {
+				so, no = so+v[t], no+1
+			}
+		}
+		in, out = append(in, si/ni), append(out, so/no)
+	}
+	return in, out
+}
+
+// TestCalibrateConcurrent: instances that differ from one another for
+// hours fail harmless deploys when the canary is compared with the other
+// instances as if the differences were independent; calibrated on A/A
+// comparisons among the instances before the deploy, the share stays
+// near alpha, and a real rise is still caught.
+func TestCalibrateConcurrent(t *testing.T) {
+	const (
+		instances = 8
+		history   = 2000
+		window    = 24
+		alpha     = 0.05
+		deploys   = 300
+	)
+	r := rand.New(rand.NewPCG(11, 12))
+	var iidFail, calFail, caught, judged int
+	for range deploys {
+		v := fleet(r, instances, history+window, 0.99, 1)
+		var canary, base [][]float64
+		for i := range instances {
+			c, b := split(v, map[int]bool{i: true}, 0, history)
+			canary, base = append(canary, c), append(base, b)
+		}
+		cal := CalibrateConcurrent(canary, base, window, Increase, 0)
+		if cal.N() == 0 || cal.Subsets != instances {
+			t.Fatalf("%d placebos over %d subsets, want some over %d", cal.N(), cal.Subsets, instances)
+		}
+		judged++
+		pick := r.IntN(instances)
+		c, b := split(v, map[int]bool{pick: true}, history, history+window)
+		m := math.Inf(-1)
+		for k := 1; k <= window; k++ {
+			m = math.Max(m, cal.Statistic(b[:k], c[:k], Increase))
+		}
+		if cal.P(m) <= alpha {
+			calFail++
+		}
+		// As if the differences were independent normal draws of the
+		// history's scale: the z's normal p-value times the looks.
+		if 0.5*math.Erfc(m/math.Sqrt2)*window <= alpha {
+			iidFail++
+		}
+		// A rise of 3 (three times the white noise) in the canary.
+		m = math.Inf(-1)
+		for k := 1; k <= window; k++ {
+			up := append([]float64(nil), c[:k]...)
+			for j := range up {
+				up[j] += 3
+			}
+			m = math.Max(m, cal.Statistic(b[:k], up, Increase))
+		}
+		if cal.P(m) <= alpha {
+			caught++
+		}
+	}
+	frIID, frCal := float64(iidFail)/float64(judged), float64(calFail)/float64(judged)
+	t.Logf("harmless deploys failed: %.1f%% calibrated, %.1f%% as if independent; a rise of 3 caught %.1f%%",
+		100*frCal, 100*frIID, 100*float64(caught)/float64(judged))
+	if frIID < 4*alpha {
+		t.Errorf("judged as if independent, %.1f%% of harmless deploys failed: the fleet does not show what calibration is for", 100*frIID)
+	}
+	if frCal > 1.6*alpha {
+		t.Errorf("calibrated, %.1f%% of harmless deploys failed, want about %.0f%%", 100*frCal, 100*alpha)
+	}
+	if float64(caught)/float64(judged) < 0.5 {
+		t.Errorf("a rise of 3 caught in %d of %d deploys, want most", caught, judged)
+	}
+}
+
+// TestCalibrateConcurrentCounts: an error rate that differs between
+// instances for hours (each instance's rate is beta-distributed around
+// the fleet's and changes slowly) is calibrated on A/A comparisons among
+// them; the binomial test alone fails most harmless deploys.
+func TestCalibrateConcurrentCounts(t *testing.T) {
+	const (
+		instances = 6
+		history   = 1500
+		window    = 12
+		alpha     = 0.05
+		deploys   = 200
+		trials    = 2000.0
+	)
+	r := rand.New(rand.NewPCG(3, 4))
+	src := rand.NewPCG(5, 6)
+	var binFail, calFail, caught int
+	for range deploys {
+		steps := history + window
+		events := make([][]float64, instances)
+		for i := range events {
+			events[i] = make([]float64, steps)
+			lr := 0.0
+			for s := range steps {
+				lr = 0.98*lr + 0.3*math.Sqrt(1-0.98*0.98)*r.NormFloat64()
+				p := 0.01 * math.Exp(lr)
+				events[i][s] = distuv.Binomial{N: trials, P: p, Src: src}.Rand()
+			}
+		}
+		var ce, ct, be, bt [][]float64
+		sums := func(set map[int]bool, from, to int) (e1, t1, e2, t2 []float64) {
+			for s := from; s < to; s++ {
+				var a, b, n1, n2 float64
+				for i := range instances {
+					if set[i] {
+						a, n1 = a+events[i][s], n1+trials
+					} else {
+						b, n2 = b+events[i][s], n2+trials
+					}
+				}
+				e1, t1, e2, t2 = append(e1, a), append(t1, n1), append(e2, b), append(t2, n2)
+			}
+			return
+		}
+		for i := range instances {
+			e1, t1, e2, t2 := sums(map[int]bool{i: true}, 0, history)
+			ce, ct, be, bt = append(ce, e1), append(ct, t1), append(be, e2), append(bt, t2)
+		}
+		cal := CalibrateConcurrentCounts(ce, ct, be, bt, window, Increase, 0)
+		if !cal.Counts || cal.N() == 0 {
+			t.Fatalf("counts %v, %d placebos", cal.Counts, cal.N())
+		}
+		e1, t1, e2, t2 := sums(map[int]bool{r.IntN(instances): true}, history, steps)
+		var c, b Counts
+		m, mUp, minBin := math.Inf(-1), math.Inf(-1), 1.0
+		for k := range window {
+			c.Events, c.Trials = c.Events+e1[k], c.Trials+t1[k]
+			b.Events, b.Trials = b.Events+e2[k], b.Trials+t2[k]
+			m = math.Max(m, CountsStatistic(b, c, Increase))
+			mUp = math.Max(mUp, CountsStatistic(b, Counts{Events: 2 * c.Events, Trials: c.Trials}, Increase))
+			res, err := Proportion(c, b, Options{Alternative: Greater})
+			if err == nil {
+				minBin = math.Min(minBin, res.PValue*window)
+			}
+		}
+		if cal.P(m) <= alpha {
+			calFail++
+		}
+		if minBin <= alpha {
+			binFail++
+		}
+		if cal.P(mUp) <= alpha {
+			caught++
+		}
+	}
+	t.Logf("harmless deploys failed: %.1f%% calibrated, %.1f%% by the binomial test × looks; a doubled rate caught %.1f%%",
+		100*float64(calFail)/deploys, 100*float64(binFail)/deploys, 100*float64(caught)/deploys)
+	if float64(binFail)/deploys < 4*alpha {
+		t.Errorf("the binomial test failed %d of %d: the rates do not show what calibration is for", binFail, deploys)
+	}
+	if float64(calFail)/deploys > 1.6*alpha {
+		t.Errorf("calibrated, %d of %d harmless deploys failed, want about %.0f%%", calFail, deploys, 100*alpha)
+	}
+	if float64(caught)/deploys < 0.5 {
+		t.Errorf("a doubled rate caught in %d of %d deploys, want most", caught, deploys)
+	}
+}
+
+// TestCalibrateConcurrentGaps: a placebo touching a step without a value
+// is left out; subsets of unequal lengths give no placebos.
+func TestCalibrateConcurrentGaps(t *testing.T) {
+	c := []float64{1, 2, 3, math.NaN(), 5, 6}
+	b := []float64{0, 0, 0, 0, 0, 0}
+	cal := CalibrateConcurrent([][]float64{c}, [][]float64{b}, 2, Increase, 0)
+	// Windows at 0, 1, 2, 3, 4: those at 2 and 3 touch the gap.
+	if cal.N() != 3 {
+		t.Errorf("%d placebos, want 3", cal.N())
+	}
+	if got := cal.HistoryFor(10); got != 11 {
+		t.Errorf("HistoryFor(10) = %d, want 11 (10 windows of 2 in one subset)", got)
+	}
+	cal = CalibrateConcurrent([][]float64{c, c[:5]}, [][]float64{b, b[:5]}, 2, Increase, 0)
+	if cal.N() != 0 {
+		t.Errorf("unequal lengths: %d placebos, want none", cal.N())
+	}
+	two := Calibration{Window: 24, Seasons: 1, Subsets: 8}
+	if got := two.HistoryFor(99); got != 13+23 {
+		t.Errorf("HistoryFor(99) over 8 subsets = %d, want 36", got)
+	}
+}

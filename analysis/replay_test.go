@@ -754,25 +754,212 @@ kpis:
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := parseRules(t, fmt.Sprintf(rulesFmt, "  "+tc.instance))
-			from := t0.Add(-time.Duration(history) * step)
-			n := history + 12 + 1
-			var ss []collector.Series
-			for i, off := range offsets {
-				r := rand.New(rand.NewPCG(uint64(i), 99))
-				v := func(j int) float64 { return 100 + off + r.NormFloat64() }
-				name := fmt.Sprintf("host-%d:8080", i)
-				if i != 0 {
-					ss = append(ss, series(from, n, v, "__name__", "latency", "instance", name, "version", "v1"))
-					continue
-				}
-				// Instance 0 is the canary: v2 from the deploy on.
-				before := series(from, history+1, v, "__name__", "latency", "instance", name, "version", "v1")
-				after := series(t0.Add(step), 12, func(int) float64 { return v(0) + tc.shift }, "__name__", "latency", "instance", name, "version", "v2")
-				ss = append(ss, before, after)
-			}
+			ss := fleetSeries(offsets, history, 12, tc.shift, t0.Add(12*step))
 			src := store(t, ss...)
 			d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1, 5}}
 			dec, err := Replay(context.Background(), src, f, d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			expl := strings.Join(dec.Verdict.Explanation(), "\n")
+			if dec.Verdict.Outcome != tc.want {
+				t.Fatalf("verdict %v, want %v\n%s", dec.Verdict.Outcome, tc.want, expl)
+			}
+			if !strings.Contains(expl, tc.reason) {
+				t.Errorf("explanation without %q:\n%s", tc.reason, expl)
+			}
+		})
+	}
+}
+
+// fleetSeries is a fleet of instances host-0 … host-n on 5-minute steps:
+// `history` steps before t0 and `window` after, instance i's latency
+// 100 + offsets[i] + N(0, 1) noise. Instance 0 is the canary: version v2
+// after t0 (its values then up by shift), v1 up to t0; the others are v1
+// throughout. No sample is after `until`.
+func fleetSeries(offsets []float64, history, window int, shift float64, until time.Time) []collector.Series {
+	from := t0.Add(-time.Duration(history) * step)
+	var ss []collector.Series
+	for i, off := range offsets {
+		r := rand.New(rand.NewPCG(uint64(i), 99))
+		v := func(int) float64 { return 100 + off + r.NormFloat64() }
+		name := fmt.Sprintf("host-%d:8080", i)
+		ls := []string{"__name__", "latency", "instance", name, "version", "v1"}
+		if i != 0 {
+			ss = append(ss, series(from, history+window+1, v, ls...))
+		} else {
+			ss = append(ss, series(from, history+1, v, ls...),
+				series(t0.Add(step), window, func(int) float64 { return v(0) + shift }, "__name__", "latency", "instance", name, "version", "v2"))
+		}
+	}
+	for i := range ss {
+		ss[i].Samples = slices.DeleteFunc(ss[i].Samples, func(p collector.Sample) bool { return p.T.After(until) })
+	}
+	return ss
+}
+
+const concurrentRules = `
+service: checkout
+analysis: {baseline: concurrent, window: 1h, step: 5m, alpha: 0.01}
+selectors:
+  canary: '{version="$version"}'
+  baseline: '{version="$previous_version"}'
+  instance: instance
+kpis:
+  - name: latency
+    query: avg(latency)
+    bad: increase
+`
+
+// TestNoLookAheadConcurrent: a concurrent calibration reads nothing after
+// the deploy (the same with a store that ends at it), and each look's
+// verdict is the same from a store that ends at the look.
+func TestNoLookAheadConcurrent(t *testing.T) {
+	f := parseRules(t, concurrentRules)
+	offsets := []float64{1, -1, 0.5, -0.5, 0}
+	d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
+	all := store(t, fleetSeries(offsets, 400, 12, 3, t0.Add(12*step))...)
+	want, err := Calibrate(context.Background(), all, f, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Calibrate(context.Background(), store(t, fleetSeries(offsets, 400, 12, 3, t0)...), f, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, g := want["latency"], got["latency"]; g.N() == 0 || g.Subsets != len(offsets) || !slices.Equal(w.Maxima, g.Maxima) || w.DiffScale != g.DiffScale {
+		t.Fatalf("calibration up to the deploy: %d placebos over %d subsets; with all data: %d", g.N(), g.Subsets, w.N())
+	}
+	for _, look := range []int{1, 2, 5, 12} {
+		at := t0.Add(time.Duration(look) * step)
+		wantV, err := JudgeAt(context.Background(), all, f, d, at, want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cut := store(t, fleetSeries(offsets, 400, 12, 3, at)...)
+		gotV, err := JudgeAt(context.Background(), cut, f, d, at, got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w, g := wantV.KPIs[0], gotV.KPIs[0]
+		if gotV.Outcome != wantV.Outcome || g.PValue != w.PValue || g.Effect != w.Effect || !g.AcrossInstances {
+			t.Fatalf("look %d: up to the look %v p=%v; with all data %v p=%v", look, gotV.Outcome, g.PValue, wantV.Outcome, w.PValue)
+		}
+	}
+}
+
+// TestConcurrentSubsets: a first rollout group of two makes subsets of
+// two; a deploy that names no groups, subsets of one; a fleet of one
+// instance cannot be calibrated and says so.
+func TestConcurrentSubsets(t *testing.T) {
+	f := parseRules(t, concurrentRules)
+	offsets := []float64{1, -1, 0.5, -0.5, 0, 2, -2}
+	src := store(t, fleetSeries(offsets, 300, 12, 0, t0)...)
+	for _, tc := range []struct {
+		groups  []int
+		subsets int
+	}{{[]int{2, 5}, 21}, {nil, 7}, {[]int{0}, 7}, {[]int{3}, MaxSubsets}, {[]int{9}, 7}} {
+		d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: tc.groups}
+		cal, err := Calibrate(context.Background(), src, f, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := cal["latency"]; c.Subsets != tc.subsets || c.N() == 0 {
+			t.Errorf("groups %v: %d placebos over %d subsets, want some over %d", tc.groups, c.N(), c.Subsets, tc.subsets)
+		}
+	}
+	one := store(t, fleetSeries(offsets[:1], 300, 12, 0, t0)...)
+	cal, err := Calibrate(context.Background(), one, f, deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := cal["latency"]; !strings.Contains(c.Unavailable, "1 instance(s) under label instance") {
+		t.Errorf("one instance: %q, want it to say there is one instance", c.Unavailable)
+	}
+}
+
+func TestDrawSubsets(t *testing.T) {
+	names := []string{"a.1", "b", "c", "d", "e", "f", "g", "h", "i", "j"}
+	all := drawSubsets(names[:4], 2, "d1")
+	if want := []string{`a\.1|b`, `a\.1|c`, `a\.1|d`, "b|c", "b|d", "c|d"}; !slices.Equal(all, want) {
+		t.Errorf("4 choose 2: %q, want %q", all, want)
+	}
+	drawn := drawSubsets(names, 3, "d1") // 120 > MaxSubsets
+	if len(drawn) != MaxSubsets {
+		t.Fatalf("%d subsets, want %d", len(drawn), MaxSubsets)
+	}
+	seen := map[string]bool{}
+	for _, s := range drawn {
+		if seen[s] || strings.Count(s, "|") != 2 {
+			t.Errorf("subset %q: repeated or not of 3", s)
+		}
+		seen[s] = true
+	}
+	if again := drawSubsets(names, 3, "d1"); !slices.Equal(again, drawn) {
+		t.Error("the same deploy drew other subsets: a restart would calibrate differently")
+	}
+	if other := drawSubsets(names, 3, "d2"); slices.Equal(other, drawn) {
+		t.Error("another deploy drew the same subsets")
+	}
+	for _, tc := range []struct{ n, k, want int }{{4, 2, 6}, {7, 1, 7}, {7, 2, 21}, {7, 3, MaxSubsets + 1}, {40, 1, MaxSubsets + 1}, {5, 4, 5}} {
+		if got := binomial(tc.n, tc.k); got != tc.want {
+			t.Errorf("binomial(%d, %d) = %d, want %d", tc.n, tc.k, got, tc.want)
+		}
+	}
+}
+
+// TestReplayConcurrentEventsTrials: an error rate that is higher on one
+// instance than on the others for good fails a harmless canary on it by
+// the binomial test; calibrated on A/A comparisons among the instances it
+// passes, and a doubled rate still fails.
+func TestReplayConcurrentEventsTrials(t *testing.T) {
+	const rulesFmt = `
+service: checkout
+analysis: {baseline: concurrent, window: 1h, step: 5m, alpha: 0.01}
+selectors:
+  canary: '{version="$version"}'
+  baseline: '{version="$previous_version"}'
+  %s
+kpis:
+  - name: errors
+    events: sum(errors)
+    trials: sum(requests)
+    bad: increase
+`
+	const history = 400
+	rates := []float64{0.013, 0.01, 0.009, 0.011, 0.01} // of 10 000 requests a step
+	for _, tc := range []struct {
+		name     string
+		instance string
+		factor   float64
+		want     detector.Outcome
+		reason   string
+	}{
+		{"binomial test, harmless", "", 1, detector.Fail, "×12 looks"},
+		{"calibrated, harmless", "instance: instance", 1, detector.Pass, "A/A placebos among the instances"},
+		{"calibrated, doubled", "instance: instance", 2, detector.Fail, "A/A placebos among the instances"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := parseRules(t, fmt.Sprintf(rulesFmt, tc.instance))
+			from := t0.Add(-time.Duration(history) * step)
+			var ss []collector.Series
+			for i, rate := range rates {
+				r := rand.New(rand.NewPCG(uint64(i), 5))
+				errs := func(int) float64 { return math.Round(10000 * rate * (1 + 0.1*r.NormFloat64())) }
+				name := fmt.Sprintf("host-%d:8080", i)
+				reqs := func(int) float64 { return 10000 }
+				v1 := func(m string) []string { return []string{"__name__", m, "instance", name, "version", "v1"} }
+				if i != 0 {
+					ss = append(ss, series(from, history+13, errs, v1("errors")...), series(from, history+13, reqs, v1("requests")...))
+					continue
+				}
+				v2 := func(m string) []string { return []string{"__name__", m, "instance", name, "version", "v2"} }
+				ss = append(ss, series(from, history+1, errs, v1("errors")...), series(from, history+1, reqs, v1("requests")...),
+					series(t0.Add(step), 12, func(int) float64 { return tc.factor * errs(0) }, v2("errors")...),
+					series(t0.Add(step), 12, reqs, v2("requests")...))
+			}
+			d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
+			dec, err := Replay(context.Background(), store(t, ss...), f, d, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -60,7 +60,7 @@ func noise(seed uint64, from time.Time, mu, sd, shift float64) func(i int) float
 	}
 }
 
-func store(t *testing.T, ss ...collector.Series) *embedded.Store {
+func store(t testing.TB, ss ...collector.Series) *embedded.Store {
 	t.Helper()
 	s, err := embedded.Open(embedded.Options{})
 	if err != nil {
@@ -971,5 +971,23 @@ kpis:
 				t.Errorf("explanation without %q:\n%s", tc.reason, expl)
 			}
 		})
+	}
+}
+
+// BenchmarkCalibrateConcurrent: a concurrent KPI's calibration from the
+// embedded store, a fleet of 8 instances with 2 100 steps of history: the
+// instances found, 8 subsets and the rest read over 2 023 steps each.
+func BenchmarkCalibrateConcurrent(b *testing.B) {
+	f, errs := rules.Parse("bench.yaml", []byte(concurrentRules))
+	if len(errs) > 0 {
+		b.Fatal(errs)
+	}
+	src := store(b, fleetSeries([]float64{1, -1, 0.5, -0.5, 0, 2, -2, 0.2}, 2100, 12, 0, t0)...)
+	d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
+	for b.Loop() {
+		cal, err := Calibrate(context.Background(), src, f, d)
+		if err != nil || cal["latency"].N() == 0 {
+			b.Fatal(err, cal["latency"].N())
+		}
 	}
 }

@@ -219,3 +219,19 @@ func TestCalibrateConcurrentGaps(t *testing.T) {
 		t.Errorf("HistoryFor(99) over 8 subsets = %d, want 36", got)
 	}
 }
+
+// BenchmarkCalibrateConcurrent: the calibration of one KPI of a deploy
+// whose fleet has 8 instances (8 single-instance subsets) over the 2 023
+// steps of history analysis.Calibrate reads at a 24-step window.
+func BenchmarkCalibrateConcurrent(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	v := fleet(r, 8, 2023, 0.99, 1)
+	var canary, base [][]float64
+	for i := range 8 {
+		c, bl := split(v, map[int]bool{i: true}, 0, 2023)
+		canary, base = append(canary, c), append(base, bl)
+	}
+	for b.Loop() {
+		CalibrateConcurrent(canary, base, 24, Increase, 0)
+	}
+}

@@ -76,7 +76,11 @@ func runRulesCheck(args []string, stdout, stderr io.Writer) int {
 			continue
 		}
 		if !*quiet {
-			fmt.Fprintf(stdout, "%s: ok (service %s, %s, baseline %s)\n", path, f.Service, nouns(len(f.KPIs), "KPI"), f.Analysis.Baseline)
+			base := f.Analysis.Baseline.String()
+			if f.Selectors != nil && f.Selectors.Instance != "" {
+				base += " calibrated across instances (label " + f.Selectors.Instance + ")"
+			}
+			fmt.Fprintf(stdout, "%s: ok (service %s, %s, baseline %s)\n", path, f.Service, nouns(len(f.KPIs), "KPI"), base)
 		}
 	}
 	if invalid > 0 {

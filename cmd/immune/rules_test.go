@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -68,6 +69,21 @@ func TestRulesCheckValid(t *testing.T) {
 	want := "../../rules/testdata/minimal.good.yaml: ok (service checkout, 1 KPI, baseline before)"
 	if lines[len(lines)-1] != want {
 		t.Errorf("got  %s\nwant %s", lines[len(lines)-1], want)
+	}
+
+	// A concurrent baseline calibrated across instances says so.
+	dir := t.TempDir()
+	conc := filepath.Join(dir, "gw.yaml")
+	if err := os.WriteFile(conc, []byte(`service: gw
+analysis: {baseline: concurrent}
+selectors: {canary: '{version="$version"}', baseline: '{version="$previous_version"}', instance: pod}
+kpis: [{name: l, query: avg(l), bad: increase}]
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stdout, _ = runRulesArgs("check", conc)
+	if want := conc + ": ok (service gw, 1 KPI, baseline concurrent calibrated across instances (label pod))\n"; stdout != want {
+		t.Errorf("got  %swant %s", stdout, want)
 	}
 
 	// -q, anywhere on the line: nothing to say.

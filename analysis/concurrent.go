@@ -38,7 +38,8 @@ const MaxSubsets = 32
 func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, placebos int) (Calibrations, error) {
 	a := f.Analysis
 	window := Looks(a)
-	steps := min(placebos+window-1, MaxSeasonalHistory)
+	lookback := int(a.Lookback / a.Step)
+	steps := min(placebos+lookback+window-1, MaxSeasonalHistory)
 	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
 	size := 1
 	if len(d.Groups) > 0 && d.Groups[0] > 0 {
@@ -60,7 +61,7 @@ func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.Fil
 		default:
 			continue // Welch and KS keep their test's p-value times the looks
 		}
-		c, err := calibrateConcurrentKPI(ctx, src, f, rk, vars, d.ID, a.Step, span, size, window)
+		c, err := calibrateConcurrentKPI(ctx, src, f, rk, vars, d.ID, a.Step, span, size, lookback, window)
 		if err != nil {
 			return nil, err
 		}
@@ -75,9 +76,12 @@ func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.Fil
 // instances, gives a calibration that says why (the KPI is then
 // inconclusive); a source that fails as a whole is an error.
 func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars, id string,
-	step time.Duration, span Span, size, window int) (detector.Calibration, error) {
+	step time.Duration, span Span, size, lookback, window int) (detector.Calibration, error) {
 	label := f.Selectors.Instance
-	empty := detector.Calibration{Window: window, Seasons: 1, Subsets: 1, Counts: rk.IsRatio()}
+	empty := detector.Calibration{Window: window, Subsets: 1, Counts: rk.IsRatio()}
+	if !rk.IsRatio() {
+		empty.Lookback = lookback
+	}
 	unavailable := func(err error) (detector.Calibration, error) {
 		if err := lookFailed(ctx, err); err != nil {
 			return detector.Calibration{}, err
@@ -139,7 +143,7 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 		if err != nil {
 			return unavailable(err)
 		}
-		return detector.CalibrateConcurrent(c, b, window, kpiSpec(rk).Bad, 0), nil
+		return detector.CalibrateConcurrent(c, b, lookback, window, kpiSpec(rk).Bad, 0), nil
 	}
 	var sides [4][][]float64
 	for i, x := range []struct {
@@ -250,4 +254,54 @@ func binomial(n, k int) int {
 		}
 	}
 	return c
+}
+
+// canaryOffset is the canary's instances' mean difference from the other
+// instances over the lookback steps before the deploy (detector.Offset):
+// the instances are those of the canary query's first selector in the
+// canary span, and both sides are read through the baseline query bq,
+// with instance=~"<them>" and instance!~"<them>" added. NaN when the
+// canary has no instances yet, or they have no history before the deploy
+// (new instances): the KPI is then judged against the placebos without
+// offsets. A source that fails as a whole is an error.
+func canaryOffset(ctx context.Context, src collector.Source, f *rules.File, cq, bq string, step time.Duration, canary Span, lookback int) (float64, error) {
+	label := f.Selectors.Instance
+	deployed := canary.From.Add(-step)
+	span := Span{From: deployed.Add(-time.Duration(lookback-1) * step), To: deployed}
+	none := func(err error) (float64, error) {
+		if err := lookFailed(ctx, err); err != nil {
+			return 0, err
+		}
+		return math.NaN(), nil
+	}
+	names, err := instances(ctx, src, cq, label, canary)
+	if err != nil || len(names) == 0 {
+		return none(err)
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = regexp.QuoteMeta(n)
+	}
+	re := strings.Join(parts, "|")
+	var sides [2][]float64
+	for i, t := range []labels.MatchType{labels.MatchRegexp, labels.MatchNotRegexp} {
+		m, err := labels.NewMatcher(t, label, re)
+		if err != nil {
+			return none(err)
+		}
+		q, err := rules.Inject(bq, []*labels.Matcher{m})
+		if err != nil {
+			return none(err)
+		}
+		g, err := onGrid(ctx, src, q, step, "history before the deploy", span)
+		if err != nil {
+			return none(err)
+		}
+		sides[i] = g[0]
+	}
+	d := make([]float64, len(sides[0]))
+	for j := range d {
+		d[j] = sides[0][j] - sides[1][j]
+	}
+	return detector.Offset(d), nil
 }

@@ -117,6 +117,7 @@ func kpiSpec(rk *rules.KPI) detector.KPI {
 		Weight:    rk.Weight,
 		HasCounts: rk.IsRatio(),
 		MinEffect: detector.MinEffect{Value: rk.MinEffect.Value, Relative: rk.MinEffect.Relative},
+		Offset:    math.NaN(),
 	}
 	switch rk.Bad {
 	case rules.Increase:
@@ -156,7 +157,12 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 	}
 	if !rk.IsRatio() {
 		if c := k.Calibration; c != nil && c.Paired() {
-			k.Canary, k.Baseline, err = paired(ctx, src, cq.Query, bq.Query, step, canary, baseline)
+			if k.Canary, k.Baseline, err = paired(ctx, src, cq.Query, bq.Query, step, canary, baseline); err != nil {
+				return err
+			}
+			if c.Subsets > 0 && c.Lookback > 0 {
+				k.Offset, err = canaryOffset(ctx, src, f, cq.Query, bq.Query, step, canary, c.Lookback)
+			}
 			return err
 		}
 		if k.Canary, err = values(ctx, src, cq.Query, step, "canary", canary); err != nil {

@@ -723,7 +723,10 @@ func TestPairedSeasons(t *testing.T) {
 // instance fail against the other instances when the looks are judged as
 // independent; with selectors.instance the KPI is calibrated on A/A
 // comparisons among the instances before the deploy, and passes, while a
-// real rise still fails. Without instances under the label it is
+// real rise still fails, even one smaller than the instances' spread: the
+// canary instance's own offset from the others before the deploy is taken
+// out. A new instance, without that offset, is judged against the
+// placebos without offsets. Without instances under the label the KPI is
 // inconclusive and says why.
 func TestReplayConcurrentCalibrated(t *testing.T) {
 	const rulesFmt = `
@@ -750,11 +753,27 @@ kpis:
 		{"uncalibrated, harmless", "", 0, detector.Fail, "×12 looks"},
 		{"calibrated, harmless", "instance: instance", 0, detector.Pass, "A/A placebos among the instances"},
 		{"calibrated, a rise of 10 sd", "instance: instance", 10, detector.Fail, "A/A placebos among the instances"},
+		// Smaller than the spread of the instances (from -2 to 2), but
+		// not than the canary's own moves from its offset.
+		{"calibrated, a rise of 2 sd", "instance: instance", 2, detector.Fail, "less the canary's instances' own offset of +2."},
 		{"no such label", "instance: pod", 10, detector.Inconclusive, "0 instance(s) under label pod"},
+		// A new instance has no offset to take out: the placebos without
+		// offsets judge it, and only a move beyond the instances' spread
+		// fails. (Its values are instance 0's, 102 + shift, against the
+		// others' 99.6.)
+		{"new instance, a rise of 10 sd", "instance: instance", 10, detector.Fail, "among the instances before the deploy)"},
+		{"new instance, within the spread", "instance: instance", -1, detector.Pass, "among the instances before the deploy)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := parseRules(t, fmt.Sprintf(rulesFmt, "  "+tc.instance))
 			ss := fleetSeries(offsets, history, 12, tc.shift, t0.Add(12*step))
+			if strings.HasPrefix(tc.name, "new instance") {
+				for _, x := range ss {
+					if x.Labels["version"] == "v2" {
+						x.Labels["instance"] = "host-new:8080"
+					}
+				}
+			}
 			src := store(t, ss...)
 			d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1, 5}}
 			dec, err := Replay(context.Background(), src, f, d, nil)

@@ -45,6 +45,11 @@ type Calibration struct {
 	// among the instances before the deploy, this many subsets of them
 	// (CalibrateConcurrent): a concurrent baseline's.
 	Subsets int
+	// Uncentered, for a calibration across instances with a lookback, is
+	// the same placebos without their offsets taken out: for a canary
+	// whose instances have no history before the deploy to take its
+	// offset from (new instances).
+	Uncentered *Calibration
 	// Unavailable, when not empty, says why the KPI could not be
 	// calibrated (its history names no instances, say): it is then
 	// inconclusive, with this reason.
@@ -60,7 +65,7 @@ type Calibration struct {
 // NaN when the two of a paired statistic cannot be paired step by step.
 func (c Calibration) Statistic(baseline, canary []float64, bad Direction) float64 {
 	if c.Subsets > 0 {
-		return ConcurrentStatistic(baseline, canary, bad, c.DiffScale)
+		return ConcurrentStatistic(baseline, canary, bad, c.DiffScale, 0)
 	}
 	if c.Seasons > 0 {
 		return SeasonalStatistic(baseline, canary, bad, c.Seasons)
@@ -78,7 +83,7 @@ func (c Calibration) Paired() bool { return !c.Counts && (c.Seasons > 0 || c.Sub
 // deploy's own step included) that n placebos need.
 func (c Calibration) HistoryFor(n int) int {
 	if c.Subsets > 0 {
-		return (n+c.Subsets-1)/c.Subsets + c.Window - 1
+		return (n+c.Subsets-1)/c.Subsets + c.Lookback + c.Window - 1
 	}
 	if c.Seasons > 0 {
 		return n + 2*c.Seasons*c.Season + c.Window - 1

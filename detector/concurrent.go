@@ -15,33 +15,47 @@ import (
 // of one length, oldest first.
 //
 // The statistic pairs the two sides step by step, as a deploy's
-// (ConcurrentStatistic): d_j = canary_j − baseline_j, and at look k the
-// standardized sum (d_1 + … + d_k) / (σ·√k), σ the robust scale of the
-// history's differences. What the whole fleet goes through, its daily
-// cycle and drift, cancels in the differences. A rank statistic would not
-// do here: where one instance runs above the others for days, its
-// placebos have every difference positive, the largest rank statistic
-// there is, and a canary on it could never fail, however far it rose.
+// (ConcurrentStatistic): d_j = canary_j − baseline_j less the subset's
+// offset μ, its mean difference over the lookback steps before the
+// window, and at look k the standardized sum (d_1 + … + d_k) / (σ·√k), σ
+// the robust scale of the history's differences. What the whole fleet
+// goes through, its daily cycle and drift, cancels in the differences;
+// what one instance does differently from the others for days (a busier
+// host, older hardware) cancels in the offset. What is left is how far a
+// subset's difference from the rest moves between a lookback and a
+// window: a deploy fails when its canary's moves further than the
+// subsets' did before it. A rank statistic would not do here: where one
+// instance runs above the others, its placebos have every difference
+// positive, the largest rank statistic there is, and a canary on it could
+// never fail, however far it rose.
 //
-// A placebo is a window of window steps in one subset's history, at every
-// step (every stride-th beyond max placebos in all, max ≤ 0 meaning
-// MaxPlacebos); one touching a step without a value on either side is
-// left out. What one instance does differently from the others for hours,
-// a warmer cache or a busier host, is in the placebos' maxima: a deploy
-// fails only when its canary departs from the rest by more than subsets
-// of the same size did before it.
+// A placebo is a window of window steps in one subset's history with
+// lookback steps before it, at every step (every stride-th beyond max
+// placebos in all, max ≤ 0 meaning MaxPlacebos); one touching a step
+// without a value in its window, or without any value in its lookback, is
+// left out. With lookback 0 nothing is taken out (the offset is 0):
+// Uncentered is that calibration, for a canary whose instances have no
+// history before the deploy (new instances, new pods).
 //
 // This holds alpha when the canary's instances are as good as any others
-// of the fleet to have been picked (the deployment manager does not pick
-// the busiest host, say), and the fleet behaves before the deploy as
-// during it. The calibration has no IID maxima: the statistic has no
-// distribution-free null.
-func CalibrateConcurrent(canary, baseline [][]float64, window int, bad Direction, max int) Calibration {
+// of the fleet to have been picked, and the fleet behaves before the
+// deploy as during it. The calibration has no IID maxima: the statistic
+// has no distribution-free null.
+func CalibrateConcurrent(canary, baseline [][]float64, lookback, window int, bad Direction, max int) Calibration {
+	c := calibrateConcurrent(canary, baseline, lookback, window, bad, max)
+	if lookback > 0 {
+		u := calibrateConcurrent(canary, baseline, 0, window, bad, max)
+		c.Uncentered = &u
+	}
+	return c
+}
+
+func calibrateConcurrent(canary, baseline [][]float64, lookback, window int, bad Direction, max int) Calibration {
 	if max <= 0 {
 		max = MaxPlacebos
 	}
-	c := Calibration{Window: window, Subsets: len(canary)}
-	if window < 1 || len(canary) == 0 || len(canary) != len(baseline) {
+	c := Calibration{Lookback: lookback, Window: window, Subsets: len(canary)}
+	if window < 1 || lookback < 0 || len(canary) == 0 || len(canary) != len(baseline) {
 		return c
 	}
 	steps := len(canary[0])
@@ -69,43 +83,73 @@ func CalibrateConcurrent(canary, baseline [][]float64, window int, bad Direction
 			c.DiffScale = s
 		}
 	}
-	n := steps - first - window + 1 // placebo windows per subset
+	n := steps - first - lookback - window + 1 // placebo windows per subset
 	if n <= 0 {
 		return c
 	}
 	stride := (n*len(canary) + max - 1) / max
 	for i := range d {
 		// The most recent placebos first, as the other calibrations.
-	placebo:
-		for q := steps - window; q >= first; q -= stride {
-			m, sum := math.Inf(-1), 0.0
-			for k, v := range d[i][q : q+window] {
-				if math.IsNaN(v) {
-					continue placebo
+		for q := steps - window; q >= first+lookback; q -= stride {
+			off := 0.0
+			if lookback > 0 {
+				if off = Offset(d[i][q-lookback : q]); math.IsNaN(off) {
+					continue
 				}
-				sum += v
-				m = math.Max(m, orient(sum/(c.DiffScale*math.Sqrt(float64(k+1))), bad))
 			}
-			c.Maxima = append(c.Maxima, m)
+			if m := concurrentMax(d[i][q:q+window], off, c.DiffScale, bad); !math.IsNaN(m) {
+				c.Maxima = append(c.Maxima, m)
+			}
 		}
 	}
 	sort.Float64s(c.Maxima)
 	return c
 }
 
+// concurrentMax is the largest ConcurrentStatistic over the looks of a
+// window of differences, NaN when one of them is.
+func concurrentMax(d []float64, offset, scale float64, bad Direction) float64 {
+	m, sum := math.Inf(-1), 0.0
+	for k, v := range d {
+		if math.IsNaN(v) {
+			return math.NaN()
+		}
+		sum += v - offset
+		m = math.Max(m, orient(sum/(scale*math.Sqrt(float64(k+1))), bad))
+	}
+	return m
+}
+
+// Offset is the mean of the differences that are not NaN, NaN when none
+// is: a subset's (or the canary's) offset from the other instances over a
+// lookback.
+func Offset(d []float64) float64 {
+	sum, n := 0.0, 0
+	for _, v := range d {
+		if !math.IsNaN(v) {
+			sum, n = sum+v, n+1
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / float64(n)
+}
+
 // ConcurrentStatistic is the statistic of a concurrent calibration at one
-// look: the canary's differences from the baseline at the same steps,
-// d_j = canary_j − baseline_j, summed and standardized by the history's
-// scale of the differences, (Σ d_j) / (scale·√k) over the look's k steps,
-// oriented so that large is bad. NaN when the two cannot be paired (not
-// as many values on each side) or there is none.
-func ConcurrentStatistic(baseline, canary []float64, bad Direction, scale float64) float64 {
-	if len(canary) == 0 || len(canary) != len(baseline) || !(scale > 0) {
+// look: the canary's differences from the baseline at the same steps less
+// the canary's offset, d_j = canary_j − baseline_j − offset, summed and
+// standardized by the history's scale of the differences,
+// (Σ d_j) / (scale·√k) over the look's k steps, oriented so that large is
+// bad. NaN when the two cannot be paired (not as many values on each
+// side), there is none, or the offset is NaN.
+func ConcurrentStatistic(baseline, canary []float64, bad Direction, scale, offset float64) float64 {
+	if len(canary) == 0 || len(canary) != len(baseline) || !(scale > 0) || math.IsNaN(offset) {
 		return math.NaN()
 	}
 	sum := 0.0
 	for j := range canary {
-		sum += canary[j] - baseline[j]
+		sum += canary[j] - baseline[j] - offset
 	}
 	return orient(sum/(scale*math.Sqrt(float64(len(canary)))), bad)
 }

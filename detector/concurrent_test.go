@@ -46,17 +46,21 @@ func split(values [][]float64, set map[int]bool, from, to int) (in, out []float6
 // hours fail harmless deploys when the canary is compared with the other
 // instances as if the differences were independent; calibrated on A/A
 // comparisons among the instances before the deploy, the share stays
-// near alpha, and a real rise is still caught.
+// near alpha, with or without each instance's offset from the others
+// over a lookback taken out, and a real rise is still caught: taking the
+// offset out catches it far more often.
 func TestCalibrateConcurrent(t *testing.T) {
 	const (
 		instances = 8
 		history   = 2000
+		lookback  = 48
 		window    = 24
 		alpha     = 0.05
 		deploys   = 300
+		rise      = 1.5 // 1.5 times the white noise
 	)
 	r := rand.New(rand.NewPCG(11, 12))
-	var iidFail, calFail, caught, judged int
+	var iidFail, fail, caught [2]int // uncentered, centered
 	for range deploys {
 		v := fleet(r, instances, history+window, 0.99, 1)
 		var canary, base [][]float64
@@ -64,49 +68,57 @@ func TestCalibrateConcurrent(t *testing.T) {
 			c, b := split(v, map[int]bool{i: true}, 0, history)
 			canary, base = append(canary, c), append(base, b)
 		}
-		cal := CalibrateConcurrent(canary, base, window, Increase, 0)
-		if cal.N() == 0 || cal.Subsets != instances {
-			t.Fatalf("%d placebos over %d subsets, want some over %d", cal.N(), cal.Subsets, instances)
+		cal := CalibrateConcurrent(canary, base, lookback, window, Increase, 0)
+		if cal.N() == 0 || cal.Subsets != instances || cal.Uncentered == nil || cal.Uncentered.N() == 0 {
+			t.Fatalf("%d placebos over %d subsets, want some over %d, and uncentered ones", cal.N(), cal.Subsets, instances)
 		}
-		judged++
 		pick := r.IntN(instances)
 		c, b := split(v, map[int]bool{pick: true}, history, history+window)
-		m := math.Inf(-1)
-		for k := 1; k <= window; k++ {
-			m = math.Max(m, cal.Statistic(b[:k], c[:k], Increase))
+		d := make([]float64, lookback)
+		for j := range d {
+			d[j] = canary[pick][history-lookback+j] - base[pick][history-lookback+j]
 		}
-		if cal.P(m) <= alpha {
-			calFail++
-		}
-		// As if the differences were independent normal draws of the
-		// history's scale: the z's normal p-value times the looks.
-		if 0.5*math.Erfc(m/math.Sqrt2)*window <= alpha {
-			iidFail++
-		}
-		// A rise of 3 (three times the white noise) in the canary.
-		m = math.Inf(-1)
-		for k := 1; k <= window; k++ {
-			up := append([]float64(nil), c[:k]...)
-			for j := range up {
-				up[j] += 3
+		for i, x := range []struct {
+			cal    *Calibration
+			offset float64
+		}{{cal.Uncentered, 0}, {&cal, Offset(d)}} {
+			max := func(shift float64) float64 {
+				m := math.Inf(-1)
+				for k := 1; k <= window; k++ {
+					up := append([]float64(nil), c[:k]...)
+					for j := range up {
+						up[j] += shift
+					}
+					m = math.Max(m, ConcurrentStatistic(b[:k], up, Increase, x.cal.DiffScale, x.offset))
+				}
+				return m
 			}
-			m = math.Max(m, cal.Statistic(b[:k], up, Increase))
+			m := max(0)
+			if x.cal.P(m) <= alpha {
+				fail[i]++
+			}
+			// As if the differences were independent normal draws of the
+			// history's scale: the z's normal p-value times the looks.
+			if 0.5*math.Erfc(m/math.Sqrt2)*window <= alpha {
+				iidFail[i]++
+			}
+			if x.cal.P(max(rise)) <= alpha {
+				caught[i]++
+			}
 		}
-		if cal.P(m) <= alpha {
-			caught++
+	}
+	for i, name := range []string{"uncentered", "centered"} {
+		t.Logf("%s: harmless deploys failed: %.1f%% calibrated, %.1f%% as if independent; a rise of %g caught %.1f%%",
+			name, 100*float64(fail[i])/deploys, 100*float64(iidFail[i])/deploys, rise, 100*float64(caught[i])/deploys)
+		if float64(iidFail[i])/deploys < 2*alpha {
+			t.Errorf("%s, judged as if independent, %d of %d harmless deploys failed: the fleet does not show what calibration is for", name, iidFail[i], deploys)
+		}
+		if float64(fail[i])/deploys > 1.6*alpha {
+			t.Errorf("%s, calibrated, %d of %d harmless deploys failed, want about %.0f%%", name, fail[i], deploys, 100*alpha)
 		}
 	}
-	frIID, frCal := float64(iidFail)/float64(judged), float64(calFail)/float64(judged)
-	t.Logf("harmless deploys failed: %.1f%% calibrated, %.1f%% as if independent; a rise of 3 caught %.1f%%",
-		100*frCal, 100*frIID, 100*float64(caught)/float64(judged))
-	if frIID < 4*alpha {
-		t.Errorf("judged as if independent, %.1f%% of harmless deploys failed: the fleet does not show what calibration is for", 100*frIID)
-	}
-	if frCal > 1.6*alpha {
-		t.Errorf("calibrated, %.1f%% of harmless deploys failed, want about %.0f%%", 100*frCal, 100*alpha)
-	}
-	if float64(caught)/float64(judged) < 0.5 {
-		t.Errorf("a rise of 3 caught in %d of %d deploys, want most", caught, judged)
+	if float64(caught[1])/deploys < 0.6 || 2*caught[1] < 3*caught[0] {
+		t.Errorf("a rise of %g caught in %d of %d deploys centered, %d uncentered: want most, and half as many again centered", rise, caught[1], deploys, caught[0])
 	}
 }
 
@@ -202,7 +214,7 @@ func TestCalibrateConcurrentCounts(t *testing.T) {
 func TestCalibrateConcurrentGaps(t *testing.T) {
 	c := []float64{1, 2, 3, math.NaN(), 5, 6}
 	b := []float64{0, 0, 0, 0, 0, 0}
-	cal := CalibrateConcurrent([][]float64{c}, [][]float64{b}, 2, Increase, 0)
+	cal := CalibrateConcurrent([][]float64{c}, [][]float64{b}, 0, 2, Increase, 0)
 	// Windows at 0, 1, 2, 3, 4: those at 2 and 3 touch the gap.
 	if cal.N() != 3 {
 		t.Errorf("%d placebos, want 3", cal.N())
@@ -210,7 +222,7 @@ func TestCalibrateConcurrentGaps(t *testing.T) {
 	if got := cal.HistoryFor(10); got != 11 {
 		t.Errorf("HistoryFor(10) = %d, want 11 (10 windows of 2 in one subset)", got)
 	}
-	cal = CalibrateConcurrent([][]float64{c, c[:5]}, [][]float64{b, b[:5]}, 2, Increase, 0)
+	cal = CalibrateConcurrent([][]float64{c, c[:5]}, [][]float64{b, b[:5]}, 0, 2, Increase, 0)
 	if cal.N() != 0 {
 		t.Errorf("unequal lengths: %d placebos, want none", cal.N())
 	}
@@ -232,6 +244,6 @@ func BenchmarkCalibrateConcurrent(b *testing.B) {
 		canary, base = append(canary, c), append(base, bl)
 	}
 	for b.Loop() {
-		CalibrateConcurrent(canary, base, 24, Increase, 0)
+		CalibrateConcurrent(canary, base, 48, 24, Increase, 0)
 	}
 }

@@ -70,6 +70,9 @@ func sentence(kv KPIVerdict, correction string, n int) string {
 	fmt.Fprintf(&b, ", p=%s %s %s", p, cmp, t)
 	var how []string
 	switch {
+	case kv.Placebos > 0 && kv.AcrossInstances && !math.IsNaN(kv.Offset):
+		how = append(how, fmt.Sprintf("against %d A/A placebos among the instances before the deploy, less the canary's instances' own offset of %s from the others then",
+			kv.Placebos, fmt.Sprintf("%+.4g", kv.Offset)))
 	case kv.Placebos > 0 && kv.AcrossInstances:
 		how = append(how, fmt.Sprintf("against %d A/A placebos among the instances before the deploy", kv.Placebos))
 	case kv.Placebos > 0 && kv.InPhase:
@@ -155,3 +158,4 @@ func FormatPair(p, t float64) (string, string) {
 	}
 	return formatP(p, 17), formatP(t, 17)
 }
+

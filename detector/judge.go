@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -111,6 +112,11 @@ type KPIVerdict struct {
 	// AcrossInstances is true when the placebos were A/A comparisons
 	// among the instances before the deploy (a concurrent baseline).
 	AcrossInstances bool
+	// Offset is, for a calibration across instances with a lookback, the
+	// canary's instances' mean difference from the others before the
+	// deploy, taken out of the deploy's differences (the KPI's unit); NaN
+	// otherwise.
+	Offset float64
 	// MDE is the smallest change (in the KPI's unit, as Effect) that the
 	// data could have detected, with 80% power at the KPI's threshold; NaN
 	// where it was not computed (failing KPIs, ks). RelMDE is MDE as a
@@ -210,6 +216,10 @@ func Judge(kpis []KPI, opt JudgeOptions) (Verdict, error) {
 		totalWeight += k.weight()
 	}
 	v := Verdict{Alpha: opt.Alpha, FailWeight: failWeight, KPIs: make([]KPIVerdict, len(kpis))}
+	kpis = slices.Clone(kpis)
+	for i := range kpis {
+		kpis[i].Calibration = kpis[i].calibration()
+	}
 	for i, k := range kpis {
 		v.KPIs[i] = evaluate(k, conf)
 		windowP(&v.KPIs[i], k, looks, opt.Alpha*k.weight()/totalWeight)
@@ -224,6 +234,17 @@ func Judge(kpis []KPI, opt JudgeOptions) (Verdict, error) {
 	return v, nil
 }
 
+// calibration is the calibration the KPI is judged against: for a
+// calibration across instances with a lookback, its Uncentered one when
+// the canary's offset is not known (NaN).
+func (k KPI) calibration() *Calibration {
+	c := k.Calibration
+	if c != nil && c.Subsets > 0 && c.Lookback > 0 && math.IsNaN(k.Offset) && c.Uncentered != nil {
+		return c.Uncentered
+	}
+	return c
+}
+
 // evaluate runs the KPI's decision test and the two-sided test behind the
 // interval it is explained with.
 func evaluate(k KPI, conf float64) KPIVerdict {
@@ -231,7 +252,7 @@ func evaluate(k KPI, conf float64) KPIVerdict {
 	kv := KPIVerdict{
 		Name: k.Name, Critical: k.Critical, Weight: k.weight(), Bad: k.Bad,
 		Test: t, Alternative: alternative(t, k.Bad), MinEffect: k.MinEffect,
-		PValue: math.NaN(), Threshold: math.NaN(), Confidence: conf, MDE: math.NaN(), RelMDE: math.NaN(),
+		PValue: math.NaN(), Threshold: math.NaN(), Confidence: conf, MDE: math.NaN(), RelMDE: math.NaN(), Offset: math.NaN(),
 		Effect: math.NaN(), EffectLow: math.NaN(), EffectHigh: math.NaN(),
 		RelEffect: math.NaN(), RelLow: math.NaN(), RelHigh: math.NaN(),
 	}
@@ -310,6 +331,12 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 			return
 		}
 		stat := c.Statistic(k.Baseline, k.Canary, k.Bad)
+		if c.Subsets > 0 && c.Lookback > 0 {
+			// The canary's own offset from the other instances taken out,
+			// as each placebo's was.
+			kv.Offset = k.Offset
+			stat = ConcurrentStatistic(k.Baseline, k.Canary, k.Bad, c.DiffScale, k.Offset)
+		}
 		if math.IsNaN(stat) {
 			// A seasonal canary and baseline that cannot be paired step
 			// by step: a step is missing on one side at this look.

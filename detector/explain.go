@@ -158,4 +158,3 @@ func FormatPair(p, t float64) (string, string) {
 	}
 	return formatP(p, 17), formatP(t, 17)
 }
-

@@ -289,7 +289,7 @@ func TestOnlyCounts(t *testing.T) {
 
 func TestOnlyUsage(t *testing.T) {
 	var out, errb strings.Builder
-	if code := run([]string{"-only", "x"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "must be nab, gauss or counts") {
+	if code := run([]string{"-only", "x"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "must be nab, gauss, counts or concurrent") {
 		t.Errorf("exit %d: %s", code, errb.String())
 	}
 }

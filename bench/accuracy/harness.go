@@ -51,7 +51,7 @@ type params struct {
 
 // unit is the work of one store: some series under one set of params.
 type unit struct {
-	Bench  string // nab, gauss or counts
+	Bench  string // nab, gauss, counts or concurrent
 	Params params
 	Series []*series
 	// Counts are the events/trials series of a counts unit (Series is
@@ -59,12 +59,21 @@ type unit struct {
 	// least MinHistory samples before their window.
 	Counts     []*countsSeries
 	MinHistory int
+	// Fleet, for a concurrent unit (Series empty), is judged with its
+	// machine Canary as the canary at the deploy points Deploys.
+	Fleet   *fleet
+	Canary  int
+	Deploys []int
 }
 
 // names returns the names of the unit's first and last series.
 func (u *unit) names() (first, last string) {
 	if len(u.Counts) > 0 {
 		return u.Counts[0].Name, u.Counts[len(u.Counts)-1].Name
+	}
+	if u.Fleet != nil {
+		name := u.Fleet.seriesName(u.Canary)
+		return fmt.Sprintf("%s/%d", name, u.Deploys[0]), fmt.Sprintf("%s/%d", name, u.Deploys[len(u.Deploys)-1])
 	}
 	return u.Series[0].Name, u.Series[len(u.Series)-1].Name
 }
@@ -188,14 +197,22 @@ func judgeImmune(ctx context.Context, src collector.Source, c *benchCopy, p para
 // replay judges the deploy of copy id at deployed with the rule file rule
 // through analysis.Replay on the store and fills r with the decision.
 func replay(ctx context.Context, src collector.Source, id, rule string, deployed time.Time, step time.Duration, r record) (record, error) {
-	f, errs := rules.Parse(id+".yaml", []byte(rule))
+	return replayDeploy(ctx, src, rule, deploy.Deploy{ID: id, Time: deployed}, step, r)
+}
+
+// replayDeploy is replay for a deploy that says more than its id and
+// time (versions, rollout groups); an empty d.Service is the rule file's.
+func replayDeploy(ctx context.Context, src collector.Source, rule string, d deploy.Deploy, step time.Duration, r record) (record, error) {
+	f, errs := rules.Parse(d.ID+".yaml", []byte(rule))
 	if len(errs) > 0 {
-		return record{}, fmt.Errorf("rules for %s: %v", id, errs)
+		return record{}, fmt.Errorf("rules for %s: %v", d.ID, errs)
 	}
-	d := deploy.Deploy{ID: id, Service: f.Service, Time: deployed}
+	if d.Service == "" {
+		d.Service = f.Service
+	}
 	dec, err := analysis.Replay(ctx, src, f, d, nil)
 	if err != nil {
-		return record{}, fmt.Errorf("replay %s: %w", id, err)
+		return record{}, fmt.Errorf("replay %s: %w", d.ID, err)
 	}
 	r.Verdict = dec.Verdict.Outcome.String()
 	if dec.Verdict.Outcome == detector.Fail {
@@ -235,8 +252,11 @@ func refRecord(c *benchCopy, det string, v refVerdict) record {
 // run judges every copy of the unit with every detector, in a store of its
 // own, and returns the records in the copies' order.
 func (u *unit) run(ctx context.Context) ([]record, error) {
-	if u.Bench == benchCounts {
+	switch u.Bench {
+	case benchCounts:
 		return u.runCounts(ctx)
+	case benchConcurrent:
+		return u.runConcurrent(ctx)
 	}
 	cps, out := u.copies()
 	if len(cps) == 0 {

@@ -3,16 +3,53 @@
 // by immune (analysis.Replay on the embedded store, the code path of
 // `immune backtest`) and by two reference detectors, Kayenta-style and
 // threshold-style; the synthetic table, i.i.d. Gaussian series against
-// Wald's bound on the detection delay; and the events/trials table,
+// Wald's bound on the detection delay; the events/trials table,
 // synthetic per-step error and request counts with a binomial or
 // overdispersed error rate on a daily cycle, judged by immune's
-// events/trials KPI and by the binomial test times the looks.
+// events/trials KPI and by the binomial test times the looks; and the
+// concurrent table, a `concurrent` baseline on real multi-machine data.
+//
+// The concurrent table's protocol. NAB's EC2 CPU series of machines
+// recorded over the same two weeks make two fleets: ec2-feb (24ae8d,
+// 53ea38, 5f5533, fe7f93; 2014-02-14 to 02-28) and ec2-apr (77c1ca,
+// ac20cd, c6585a; 2014-04-02 to 04-16), each machine an instance
+// (instance="<file id>") of a service whose KPI is avg(cpu) over its
+// instances, the files aligned row by row on one 5-minute grid
+// (readFleet). Every machine in turn is the canary, a first rollout group
+// of one instance (rollout groups 1 and n−1). Deploy points: the first
+// window starts after two days (576 steps) of history, the next ones
+// every W steps, windows not overlapping. Each deploy is a copy of the
+// fleet up to the end of its window, with the history the calibration
+// reads before it (placebos + L + W − 1 steps), in the store as
+// cpu{copy="<fleet>/<canary>/<t>/<case>", instance, version}: the
+// canary's series version="v1" up to and including the deploy's instant
+// (sample t−1) and version="v2" after it, the other machines' version="v1"
+// throughout. Cases: null, and shift-k for k in {0.5, 1, 2, 4}, k·s added
+// to the canary's window values, s = 1.4826 × MAD of the canary's L
+// values before the deploy (deploys with s = 0 skipped). W = 24 steps
+// (-window), L = 48 (-lookback), alpha 0.01 (-alpha). Detectors:
+//
+//   - immune calibrated: baseline concurrent, lookback L, selectors
+//     canary '{version="$version"}', baseline '{version="$previous_version"}'
+//     and instance: instance, KPI avg(cpu) with bad: increase (A/A placebos
+//     among the instances, each subset and the canary centred on its mean
+//     difference from the others over the lookback);
+//   - immune uncalibrated: the same rule file without instance: the
+//     Mann-Whitney test of the canary's values against the other
+//     instances' over the same steps, p × the looks;
+//   - Kayenta-style: the canary's W window values against the baseline's
+//     (the other machines' mean) at the same steps, at the end of the
+//     window: Kayenta's canary-versus-baseline-cluster mode.
+//
+// Reported per fleet and overall: deploys judged, false rollbacks (null
+// judged fail), inconclusive, detection per shift, median delay in
+// samples.
 //
 // The tables go to stdout in markdown, progress to stderr, and with -json
 // one line per deploy, case and detector to a file. The output is the same
 // on every run.
 //
-//	go run ./bench/accuracy [-nab DIR] [-json FILE] [-only nab|gauss|counts]
+//	go run ./bench/accuracy [-nab DIR] [-json FILE] [-only nab|gauss|counts|concurrent]
 package main
 
 import (
@@ -54,8 +91,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var c config
 	fs.StringVar(&c.NAB, "nab", "../shared/bench/nab/data", "directory of the NAB CSV files (all *.csv under it)")
 	fs.IntVar(&c.L, "lookback", 48, "L: baseline samples before each deploy")
-	fs.IntVar(&c.W, "window", 24, "W: window samples after each deploy (NAB and events/trials tables)")
-	fs.IntVar(&c.History, "history", 0, "H: samples before each deploy's window that its copy keeps (at least L); 0 keeps all")
+	fs.IntVar(&c.W, "window", 24, "W: window samples after each deploy (NAB, events/trials and concurrent tables)")
+	fs.IntVar(&c.History, "history", 0, "H: samples before each deploy's window that its copy keeps (at least L); 0 keeps all (the concurrent table keeps what its calibration reads)")
 	fs.Float64Var(&c.Alpha, "alpha", 0.01, "the rule's alpha")
 	irregular := fs.String("irregular", "clock", "deploys whose timestamps are irregular: clock (judge them on the regular clock of the file's median interval) or skip")
 	fs.IntVar(&c.GaussSeries, "gauss-series", 50, "synthetic Gaussian series")
@@ -66,7 +103,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&c.JSON, "json", "", "write per-deploy details (JSON, one object per line) to this file")
 	fs.IntVar(&c.CountsSeries, "counts-series", 24, "synthetic events/trials series per level of overdispersion")
 	fs.IntVar(&c.CountsDays, "counts-days", 14, "days of 5-minute steps per events/trials series (deploys after the first week)")
-	fs.StringVar(&c.Only, "only", "", "run one table only: nab, gauss or counts")
+	fs.StringVar(&c.Only, "only", "", "run one table only: nab, gauss, counts or concurrent")
 	fs.BoolVar(&c.Quiet, "q", false, "no progress on stderr")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -89,8 +126,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return usage("-alpha %v: must be in (0, 0.5]", c.Alpha)
 	case *irregular != "clock" && *irregular != "skip":
 		return usage("-irregular %q: must be clock or skip", *irregular)
-	case c.Only != "" && c.Only != "nab" && c.Only != "gauss" && c.Only != benchCounts:
-		return usage("-only %q: must be nab, gauss or counts", c.Only)
+	case c.Only != "" && c.Only != "nab" && c.Only != "gauss" && c.Only != benchCounts && c.Only != benchConcurrent:
+		return usage("-only %q: must be nab, gauss, counts or concurrent", c.Only)
 	case c.GaussSeries < 1 || c.GaussDeploys < 1:
 		return usage("-gauss-series and -gauss-deploys must be at least 1")
 	case c.CountsSeries < 1 || c.CountsDays < 8:
@@ -166,6 +203,21 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		}
 	}
 
+	var conc *concurrentReport
+	if c.Only == "" || c.Only == benchConcurrent {
+		p := params{L: c.L, W: c.W, History: concurrentHistory(c.Alpha, c.L, c.W), Alpha: c.Alpha, Cases: concurrentCases, MADUnit: true}
+		conc = &concurrentReport{Params: p, MinHistory: max(concurrentMinHistory, c.L)}
+		for _, spec := range concurrentFleets {
+			f, err := readFleet(c.NAB, spec)
+			if err != nil {
+				return err
+			}
+			conc.Fleets = append(conc.Fleets, f)
+			units = append(units, fleetUnits(f, p, conc.MinHistory)...)
+		}
+		logf("read %d fleets from %s", len(conc.Fleets), c.NAB)
+	}
+
 	done, deploys := 0, 0
 	progress := func(u *unit, recs []record, took time.Duration) {
 		done++
@@ -187,13 +239,15 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	var nabRecs, gaussRecs, countsRecs []record
+	var nabRecs, gaussRecs, countsRecs, concRecs []record
 	for i, u := range units {
 		switch u.Bench {
 		case "nab":
 			nabRecs = append(nabRecs, results[i]...)
 		case benchCounts:
 			countsRecs = append(countsRecs, results[i]...)
+		case benchConcurrent:
+			concRecs = append(concRecs, results[i]...)
 		default:
 			gaussRecs = append(gaussRecs, results[i]...)
 		}
@@ -210,12 +264,16 @@ func bench(ctx context.Context, c config, stdout, stderr io.Writer) error {
 		counts.Records = countsRecs
 		counts.write(stdout)
 	}
+	if conc != nil {
+		conc.Records = concRecs
+		conc.write(stdout)
+	}
 	if c.JSON != "" {
 		f, err := os.Create(c.JSON)
 		if err != nil {
 			return err
 		}
-		if err := writeJSON(f, nabRecs, gaussRecs, countsRecs); err != nil {
+		if err := writeJSON(f, nabRecs, gaussRecs, countsRecs, concRecs); err != nil {
 			f.Close()
 			return fmt.Errorf("write %s: %w", c.JSON, err)
 		}

@@ -11,7 +11,11 @@ import (
 	"github.com/immune-project/immune/rules"
 )
 
-// Calibrations are the KPIs' calibrations, by KPI name.
+// Calibrations are the KPIs' calibrations, by KPI name. Gather adds the
+// ones it makes at a look (a concurrent KPI's on its canary's own
+// instances, under a key of the KPI's name and the instances), so that
+// the next looks reuse them: one deploy's analysis owns its Calibrations,
+// and does not share them with another goroutine.
 type Calibrations map[string]*detector.Calibration
 
 // Calibrate measures, for each Mann-Whitney KPI (test auto or
@@ -41,13 +45,7 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 	// The KPI with the smallest share of alpha needs the most placebos
 	// (weighted Holm's first threshold); twice that, at least
 	// MaxPlacebos, and no more history than that is read.
-	total, least := 0.0, math.Inf(1)
-	for i := range f.KPIs {
-		total += f.KPIs[i].Weight
-		least = math.Min(least, f.KPIs[i].Weight)
-	}
-	need := detector.PlacebosFor(a.Alpha * least / total)
-	placebos := max(detector.MaxPlacebos, 2*need)
+	need, placebos := placebosOf(f)
 	window := Looks(a)
 
 	// What each kind of baseline reads, and how it calibrates a history.
@@ -144,6 +142,20 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 		cal[rk.Name] = &c
 	}
 	return cal, nil
+}
+
+// placebosOf is how many placebos the KPI with the smallest share of
+// alpha needs (weighted Holm's first threshold), and how many a
+// calibration of the rule file aims at: twice that, at least
+// detector.MaxPlacebos.
+func placebosOf(f *rules.File) (need, placebos int) {
+	total, least := 0.0, math.Inf(1)
+	for i := range f.KPIs {
+		total += f.KPIs[i].Weight
+		least = math.Min(least, f.KPIs[i].Weight)
+	}
+	need = detector.PlacebosFor(f.Analysis.Alpha * least / total)
+	return need, max(detector.MaxPlacebos, 2*need)
 }
 
 // calibrateCounts reads an events/trials KPI's events and trials on the

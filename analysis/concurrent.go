@@ -26,20 +26,26 @@ import (
 const MaxSubsets = 32
 
 // calibrateConcurrent calibrates the KPIs of a rule file with a
-// concurrent baseline and selectors.instance: A/A placebos among the
-// instances the baseline selectors found in the history before the deploy
-// (detector.CalibrateConcurrent, detector.CalibrateConcurrentCounts). The
-// pseudo-canary is a subset of as many instances as the deploy's first
-// rollout group (one when the deploy does not say): the smallest canary
-// the deploy will have, and the noisiest, so the calibration is never
-// looser for the larger canaries of later groups. Each subset and the
-// other instances are read through the baseline selectors with
-// instance=~"<subset>" and instance!~"<subset>" added.
+// concurrent baseline and selectors.instance, before the deploy: A/A
+// placebos among the instances the baseline selectors found in the
+// history (detector.CalibrateConcurrent without a lookback,
+// detector.CalibrateConcurrentCounts). The pseudo-canary is a subset of
+// as many instances as the deploy's first rollout group (one when the
+// deploy does not say): the smallest canary the deploy will have, and the
+// noisiest, so the calibration is never looser for the larger canaries of
+// later groups. Each subset and the other instances are read through the
+// baseline selectors with instance=~"<subset>" and instance!~"<subset>"
+// added.
+//
+// That is what judges an events/trials KPI, and a continuous KPI whose
+// canary's instances were not there before the deploy (new pods). A
+// continuous KPI whose canary's instances were there is judged on their
+// own past instead, their offset from the others taken out
+// (ownCalibration, at the look).
 func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, placebos int) (Calibrations, error) {
 	a := f.Analysis
 	window := Looks(a)
-	lookback := int(a.Lookback / a.Step)
-	steps := min(placebos+lookback+window-1, MaxSeasonalHistory)
+	steps := min(placebos+window-1, MaxSeasonalHistory)
 	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
 	size := 1
 	if len(d.Groups) > 0 && d.Groups[0] > 0 {
@@ -61,7 +67,7 @@ func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.Fil
 		default:
 			continue // Welch and KS keep their test's p-value times the looks
 		}
-		c, err := calibrateConcurrentKPI(ctx, src, f, rk, vars, d.ID, a.Step, span, size, lookback, window)
+		c, err := calibrateConcurrentKPI(ctx, src, f, rk, vars, d.ID, a.Step, span, size, window)
 		if err != nil {
 			return nil, err
 		}
@@ -76,12 +82,9 @@ func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.Fil
 // instances, gives a calibration that says why (the KPI is then
 // inconclusive); a source that fails as a whole is an error.
 func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars, id string,
-	step time.Duration, span Span, size, lookback, window int) (detector.Calibration, error) {
+	step time.Duration, span Span, size, window int) (detector.Calibration, error) {
 	label := f.Selectors.Instance
 	empty := detector.Calibration{Window: window, Subsets: 1, Counts: rk.IsRatio()}
-	if !rk.IsRatio() {
-		empty.Lookback = lookback
-	}
 	unavailable := func(err error) (detector.Calibration, error) {
 		if err := lookFailed(ctx, err); err != nil {
 			return detector.Calibration{}, err
@@ -143,7 +146,7 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 		if err != nil {
 			return unavailable(err)
 		}
-		return detector.CalibrateConcurrent(c, b, lookback, window, kpiSpec(rk).Bad, 0), nil
+		return detector.CalibrateConcurrent(c, b, 0, window, kpiSpec(rk).Bad, 0), nil
 	}
 	var sides [4][][]float64
 	for i, x := range []struct {
@@ -256,23 +259,32 @@ func binomial(n, k int) int {
 	return c
 }
 
-// canaryOffset is the canary's instances' mean difference from the other
-// instances over the lookback steps before the deploy (detector.Offset):
-// the instances are those of the canary query's first selector in the
-// canary span, and both sides are read through the baseline query bq,
-// with instance=~"<them>" and instance!~"<them>" added. NaN when the
-// canary has no instances yet, or they have no history before the deploy
-// (new instances): the KPI is then judged against the placebos without
-// offsets. A source that fails as a whole is an error.
-func canaryOffset(ctx context.Context, src collector.Source, f *rules.File, cq, bq string, step time.Duration, canary Span, lookback int) (float64, error) {
+// ownCalibration is the calibration of a continuous KPI whose canary's
+// instances were there before the deploy, on their own past: the
+// instances are those of the canary query cq's first selector in the
+// canary span; they and the other instances are read through the
+// baseline query bq, with instance=~"<them>" and instance!~"<them>"
+// added, over the history before the deploy, and calibrated with the
+// rule's lookback (detector.CalibrateConcurrent with one subset: each
+// placebo less its own mean difference over the lookback before it), the
+// calibration's Offset their mean difference over the lookback before
+// the deploy. Nil when the canary has no instances yet, or they have no
+// value in that lookback (new instances): the KPI is then judged against
+// the placebos of random subsets (calibrateConcurrent). The calibration
+// is kept in cal under a key of the KPI and the instances, for the next
+// looks. A source that fails as a whole is an error; other errors give
+// nil.
+func ownCalibration(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, cq, bq string, step time.Duration,
+	canary Span, cal Calibrations) (*detector.Calibration, error) {
+	a := f.Analysis
 	label := f.Selectors.Instance
-	deployed := canary.From.Add(-step)
-	span := Span{From: deployed.Add(-time.Duration(lookback-1) * step), To: deployed}
-	none := func(err error) (float64, error) {
-		if err := lookFailed(ctx, err); err != nil {
-			return 0, err
+	none := func(err error) (*detector.Calibration, error) {
+		if err != nil {
+			if err := lookFailed(ctx, err); err != nil {
+				return nil, err
+			}
 		}
-		return math.NaN(), nil
+		return nil, nil
 	}
 	names, err := instances(ctx, src, cq, label, canary)
 	if err != nil || len(names) == 0 {
@@ -283,6 +295,15 @@ func canaryOffset(ctx context.Context, src collector.Source, f *rules.File, cq, 
 		parts[i] = regexp.QuoteMeta(n)
 	}
 	re := strings.Join(parts, "|")
+	key := rk.Name + "\x00own\x00" + re
+	if c, ok := cal[key]; ok {
+		return c, nil
+	}
+	_, placebos := placebosOf(f)
+	lookback, window := int(a.Lookback/a.Step), Looks(a)
+	steps := min(placebos+lookback+window-1, MaxSeasonalHistory)
+	deployed := canary.From.Add(-step)
+	span := Span{From: deployed.Add(-time.Duration(steps-1) * step), To: deployed}
 	var sides [2][]float64
 	for i, t := range []labels.MatchType{labels.MatchRegexp, labels.MatchNotRegexp} {
 		m, err := labels.NewMatcher(t, label, re)
@@ -293,15 +314,22 @@ func canaryOffset(ctx context.Context, src collector.Source, f *rules.File, cq, 
 		if err != nil {
 			return none(err)
 		}
-		g, err := onGrid(ctx, src, q, step, "history before the deploy", span)
+		g, err := onGrid(ctx, src, q, step, "history of the canary's instances", span)
 		if err != nil {
 			return none(err)
 		}
 		sides[i] = g[0]
 	}
-	d := make([]float64, len(sides[0]))
+	d := make([]float64, steps)
 	for j := range d {
 		d[j] = sides[0][j] - sides[1][j]
 	}
-	return detector.Offset(d), nil
+	var own *detector.Calibration
+	if offset := detector.Offset(d[steps-lookback:]); !math.IsNaN(offset) {
+		c := detector.CalibrateConcurrent([][]float64{sides[0]}, [][]float64{sides[1]}, lookback, window, kpiSpec(rk).Bad, placebos)
+		c.Offset = offset
+		own = &c
+	}
+	cal[key] = own
+	return own, nil
 }

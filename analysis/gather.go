@@ -67,7 +67,10 @@ func Spans(a rules.Analysis, deployed, at time.Time) (canary Span, baseline []Sp
 // stops; a live analysis tries again at the next step).
 //
 // cal holds the calibrations of the KPIs (Calibrate), by name; a KPI
-// without one is judged with its test's p-value alone.
+// without one is judged with its test's p-value alone. A concurrent KPI
+// calibrated across instances is judged on its canary's own instances'
+// past when they have one (ownCalibration, kept in cal for the next
+// looks).
 func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, at time.Time, cal Calibrations) ([]detector.KPI, error) {
 	canary, baseline := Spans(f.Analysis, d.Time, at)
 	vars := varsOf(d)
@@ -76,7 +79,7 @@ func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.D
 		rk := &f.KPIs[i]
 		k := kpiSpec(rk)
 		k.Calibration = cal[rk.Name]
-		err := gatherKPI(ctx, src, f, rk, vars, f.Analysis.Step, canary, baseline, &k)
+		err := gatherKPI(ctx, src, f, rk, vars, f.Analysis.Step, canary, baseline, &k, cal)
 		if err != nil {
 			if err := lookFailed(ctx, err); err != nil {
 				return nil, err
@@ -117,7 +120,6 @@ func kpiSpec(rk *rules.KPI) detector.KPI {
 		Weight:    rk.Weight,
 		HasCounts: rk.IsRatio(),
 		MinEffect: detector.MinEffect{Value: rk.MinEffect.Value, Relative: rk.MinEffect.Relative},
-		Offset:    math.NaN(),
 	}
 	switch rk.Bad {
 	case rules.Increase:
@@ -143,7 +145,7 @@ func kpiSpec(rk *rules.KPI) detector.KPI {
 }
 
 func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars,
-	step time.Duration, canary Span, baseline []Span, k *detector.KPI) error {
+	step time.Duration, canary Span, baseline []Span, k *detector.KPI, cal Calibrations) error {
 	if canary.To.Before(canary.From) {
 		return errors.New("no canary data yet: the first evaluation is one step after the deploy")
 	}
@@ -160,10 +162,16 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 			if k.Canary, k.Baseline, err = paired(ctx, src, cq.Query, bq.Query, step, canary, baseline); err != nil {
 				return err
 			}
-			if c.Subsets > 0 && c.Lookback > 0 {
-				k.Offset, err = canaryOffset(ctx, src, f, cq.Query, bq.Query, step, canary, c.Lookback)
+			if c.Subsets > 0 {
+				// Concurrent: the canary's own instances' past, when they
+				// have one, rather than random subsets'.
+				own, err := ownCalibration(ctx, src, f, rk, cq.Query, bq.Query, step, canary, cal)
+				if own != nil {
+					k.Calibration = own
+				}
+				return err
 			}
-			return err
+			return nil
 		}
 		if k.Canary, err = values(ctx, src, cq.Query, step, "canary", canary); err != nil {
 			return err

@@ -751,11 +751,11 @@ kpis:
 		reason   string
 	}{
 		{"uncalibrated, harmless", "", 0, detector.Fail, "×12 looks"},
-		{"calibrated, harmless", "instance: instance", 0, detector.Pass, "A/A placebos among the instances"},
-		{"calibrated, a rise of 10 sd", "instance: instance", 10, detector.Fail, "A/A placebos among the instances"},
+		{"calibrated, harmless", "instance: instance", 0, detector.Pass, "the canary's instances' own past"},
+		{"calibrated, a rise of 10 sd", "instance: instance", 10, detector.Fail, "the canary's instances' own past"},
 		// Smaller than the spread of the instances (from -2 to 2), but
 		// not than the canary's own moves from its offset.
-		{"calibrated, a rise of 2 sd", "instance: instance", 2, detector.Fail, "less the canary's instances' own offset of +2."},
+		{"calibrated, a rise of 2 sd", "instance: instance", 2, detector.Fail, "less their offset of +2."},
 		{"no such label", "instance: pod", 10, detector.Inconclusive, "0 instance(s) under label pod"},
 		// A new instance has no offset to take out: the placebos without
 		// offsets judge it, and only a move beyond the instances' spread

@@ -34,9 +34,10 @@ type Calibration struct {
 	// were compared with Seasons earlier seasons of Season steps each
 	// (CalibrateSeasonal) instead of a lookback.
 	Season, Seasons int
-	// DiffScale, for a seasonal calibration, is the robust scale of the
-	// history's differences from its seasons (0 when unknown): the scale
-	// of the minimum detectable effect.
+	// DiffScale, for a seasonal or a concurrent calibration, is the
+	// robust scale of the history's differences from its seasons (or of
+	// the canary's from the other instances; 0 when unknown or when they
+	// never moved): the scale of the minimum detectable effect.
 	DiffScale float64
 	// Counts says that the placebos measured CountsStatistic, the
 	// two-proportion z of an events/trials KPI (CalibrateCounts).
@@ -45,11 +46,14 @@ type Calibration struct {
 	// among the instances before the deploy, this many subsets of them
 	// (CalibrateConcurrent): a concurrent baseline's.
 	Subsets int
-	// Uncentered, for a calibration across instances with a lookback, is
-	// the same placebos without their offsets taken out: for a canary
-	// whose instances have no history before the deploy to take its
-	// offset from (new instances).
-	Uncentered *Calibration
+	// Offset, for a calibration across instances with a lookback (a
+	// centred one, of the canary's own instances), is the canary's
+	// instances' mean difference from the other instances over the
+	// lookback before the deploy: their own way of running above or below
+	// the others, taken out of the deploy's differences as each placebo's
+	// is. Set by the caller (CalibrateConcurrent does not know which steps
+	// are the deploy's lookback); NaN makes the KPI inconclusive.
+	Offset float64
 	// Unavailable, when not empty, says why the KPI could not be
 	// calibrated (its history names no instances, say): it is then
 	// inconclusive, with this reason.
@@ -65,7 +69,7 @@ type Calibration struct {
 // NaN when the two of a paired statistic cannot be paired step by step.
 func (c Calibration) Statistic(baseline, canary []float64, bad Direction) float64 {
 	if c.Subsets > 0 {
-		return ConcurrentStatistic(baseline, canary, bad, c.DiffScale, 0)
+		return ConcurrentStatistic(baseline, canary, bad, c.concurrentScale(), 0)
 	}
 	if c.Seasons > 0 {
 		return SeasonalStatistic(baseline, canary, bad, c.Seasons)

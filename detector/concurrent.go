@@ -33,24 +33,18 @@ import (
 // lookback steps before it, at every step (every stride-th beyond max
 // placebos in all, max ≤ 0 meaning MaxPlacebos); one touching a step
 // without a value in its window, or without any value in its lookback, is
-// left out. With lookback 0 nothing is taken out (the offset is 0):
-// Uncentered is that calibration, for a canary whose instances have no
-// history before the deploy (new instances, new pods).
+// left out. With lookback 0 nothing is taken out (the offset is 0).
 //
-// This holds alpha when the canary's instances are as good as any others
-// of the fleet to have been picked, and the fleet behaves before the
-// deploy as during it. The calibration has no IID maxima: the statistic
-// has no distribution-free null.
+// With one subset, the canary's own instances (analysis does this when
+// they were there before the deploy), the placebos are those instances'
+// own past moves: the test holds alpha when they move during the window
+// as they did before. With random subsets of other instances, as for a
+// canary of new instances that has no past (lookback 0), it holds alpha
+// when the canary is as good as any instances of the fleet to have been
+// picked, and the fleet behaves before the deploy as during it. The
+// calibration has no IID maxima: the statistic has no distribution-free
+// null.
 func CalibrateConcurrent(canary, baseline [][]float64, lookback, window int, bad Direction, max int) Calibration {
-	c := calibrateConcurrent(canary, baseline, lookback, window, bad, max)
-	if lookback > 0 {
-		u := calibrateConcurrent(canary, baseline, 0, window, bad, max)
-		c.Uncentered = &u
-	}
-	return c
-}
-
-func calibrateConcurrent(canary, baseline [][]float64, lookback, window int, bad Direction, max int) Calibration {
 	if max <= 0 {
 		max = MaxPlacebos
 	}
@@ -77,12 +71,10 @@ func calibrateConcurrent(canary, baseline [][]float64, lookback, window int, bad
 			}
 		}
 	}
-	c.DiffScale = 1
 	if len(all) >= 2 {
-		if s := robustScale(all); s > 0 {
-			c.DiffScale = s
-		}
+		c.DiffScale = robustScale(all)
 	}
+	scale := c.concurrentScale()
 	n := steps - first - lookback - window + 1 // placebo windows per subset
 	if n <= 0 {
 		return c
@@ -97,7 +89,7 @@ func calibrateConcurrent(canary, baseline [][]float64, lookback, window int, bad
 					continue
 				}
 			}
-			if m := concurrentMax(d[i][q:q+window], off, c.DiffScale, bad); !math.IsNaN(m) {
+			if m := concurrentMax(d[i][q:q+window], off, scale, bad); !math.IsNaN(m) {
 				c.Maxima = append(c.Maxima, m)
 			}
 		}
@@ -215,4 +207,14 @@ func CalibrateConcurrentCounts(canaryEvents, canaryTrials, baselineEvents, basel
 	}
 	sort.Float64s(c.Maxima)
 	return c
+}
+
+// concurrentScale is the scale a concurrent calibration's statistic is
+// standardized by: DiffScale, or 1 where the history's differences have
+// no spread (constant series).
+func (c Calibration) concurrentScale() float64 {
+	if c.DiffScale > 0 {
+		return c.DiffScale
+	}
+	return 1
 }

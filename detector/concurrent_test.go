@@ -44,11 +44,12 @@ func split(values [][]float64, set map[int]bool, from, to int) (in, out []float6
 
 // TestCalibrateConcurrent: instances that differ from one another for
 // hours fail harmless deploys when the canary is compared with the other
-// instances as if the differences were independent; calibrated on A/A
-// comparisons among the instances before the deploy, the share stays
-// near alpha, with or without each instance's offset from the others
-// over a lookback taken out, and a real rise is still caught: taking the
-// offset out catches it far more often.
+// instances as if the differences were independent. Calibrated, the share
+// stays near alpha both on A/A comparisons of random subsets (what a
+// canary of new instances gets) and on the canary's own past with its
+// offset from the others taken out (what a canary of instances that were
+// there gets), and a real rise is caught, far more often on the canary's
+// own past.
 func TestCalibrateConcurrent(t *testing.T) {
 	const (
 		instances = 8
@@ -60,7 +61,7 @@ func TestCalibrateConcurrent(t *testing.T) {
 		rise      = 1.5 // 1.5 times the white noise
 	)
 	r := rand.New(rand.NewPCG(11, 12))
-	var iidFail, fail, caught [2]int // uncentered, centered
+	var iidFail, fail, caught [2]int // pooled uncentered, own centered
 	for range deploys {
 		v := fleet(r, instances, history+window, 0.99, 1)
 		var canary, base [][]float64
@@ -68,11 +69,15 @@ func TestCalibrateConcurrent(t *testing.T) {
 			c, b := split(v, map[int]bool{i: true}, 0, history)
 			canary, base = append(canary, c), append(base, b)
 		}
-		cal := CalibrateConcurrent(canary, base, lookback, window, Increase, 0)
-		if cal.N() == 0 || cal.Subsets != instances || cal.Uncentered == nil || cal.Uncentered.N() == 0 {
-			t.Fatalf("%d placebos over %d subsets, want some over %d, and uncentered ones", cal.N(), cal.Subsets, instances)
+		pooled := CalibrateConcurrent(canary, base, 0, window, Increase, 0)
+		if pooled.N() == 0 || pooled.Subsets != instances {
+			t.Fatalf("%d placebos over %d subsets, want some over %d", pooled.N(), pooled.Subsets, instances)
 		}
 		pick := r.IntN(instances)
+		own := CalibrateConcurrent(canary[pick:pick+1], base[pick:pick+1], lookback, window, Increase, 0)
+		if n := history - lookback - window + 1; own.N() != n {
+			t.Fatalf("%d placebos of the canary's own past, want %d", own.N(), n)
+		}
 		c, b := split(v, map[int]bool{pick: true}, history, history+window)
 		d := make([]float64, lookback)
 		for j := range d {
@@ -81,7 +86,7 @@ func TestCalibrateConcurrent(t *testing.T) {
 		for i, x := range []struct {
 			cal    *Calibration
 			offset float64
-		}{{cal.Uncentered, 0}, {&cal, Offset(d)}} {
+		}{{&pooled, 0}, {&own, Offset(d)}} {
 			max := func(shift float64) float64 {
 				m := math.Inf(-1)
 				for k := 1; k <= window; k++ {
@@ -107,7 +112,7 @@ func TestCalibrateConcurrent(t *testing.T) {
 			}
 		}
 	}
-	for i, name := range []string{"uncentered", "centered"} {
+	for i, name := range []string{"random subsets, uncentred", "the canary's own past, centred"} {
 		t.Logf("%s: harmless deploys failed: %.1f%% calibrated, %.1f%% as if independent; a rise of %g caught %.1f%%",
 			name, 100*float64(fail[i])/deploys, 100*float64(iidFail[i])/deploys, rise, 100*float64(caught[i])/deploys)
 		if float64(iidFail[i])/deploys < 2*alpha {
@@ -118,7 +123,7 @@ func TestCalibrateConcurrent(t *testing.T) {
 		}
 	}
 	if float64(caught[1])/deploys < 0.6 || 2*caught[1] < 3*caught[0] {
-		t.Errorf("a rise of %g caught in %d of %d deploys centered, %d uncentered: want most, and half as many again centered", rise, caught[1], deploys, caught[0])
+		t.Errorf("a rise of %g caught in %d of %d deploys on the canary's own past, %d on random subsets: want most, and half as many again on its own past", rise, caught[1], deploys, caught[0])
 	}
 }
 

@@ -71,8 +71,8 @@ func sentence(kv KPIVerdict, correction string, n int) string {
 	var how []string
 	switch {
 	case kv.Placebos > 0 && kv.AcrossInstances && !math.IsNaN(kv.Offset):
-		how = append(how, fmt.Sprintf("against %d A/A placebos among the instances before the deploy, less the canary's instances' own offset of %s from the others then",
-			kv.Placebos, fmt.Sprintf("%+.4g", kv.Offset)))
+		how = append(how, fmt.Sprintf("against %d placebo windows of the canary's instances' own past against the other instances, less their offset of %+.4g from them before the deploy",
+			kv.Placebos, kv.Offset))
 	case kv.Placebos > 0 && kv.AcrossInstances:
 		how = append(how, fmt.Sprintf("against %d A/A placebos among the instances before the deploy", kv.Placebos))
 	case kv.Placebos > 0 && kv.InPhase:

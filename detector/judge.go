@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"sort"
 	"strings"
 )
@@ -216,10 +215,6 @@ func Judge(kpis []KPI, opt JudgeOptions) (Verdict, error) {
 		totalWeight += k.weight()
 	}
 	v := Verdict{Alpha: opt.Alpha, FailWeight: failWeight, KPIs: make([]KPIVerdict, len(kpis))}
-	kpis = slices.Clone(kpis)
-	for i := range kpis {
-		kpis[i].Calibration = kpis[i].calibration()
-	}
 	for i, k := range kpis {
 		v.KPIs[i] = evaluate(k, conf)
 		windowP(&v.KPIs[i], k, looks, opt.Alpha*k.weight()/totalWeight)
@@ -232,17 +227,6 @@ func Judge(kpis []KPI, opt JudgeOptions) (Verdict, error) {
 	}
 	summarize(&v)
 	return v, nil
-}
-
-// calibration is the calibration the KPI is judged against: for a
-// calibration across instances with a lookback, its Uncentered one when
-// the canary's offset is not known (NaN).
-func (k KPI) calibration() *Calibration {
-	c := k.Calibration
-	if c != nil && c.Subsets > 0 && c.Lookback > 0 && math.IsNaN(k.Offset) && c.Uncentered != nil {
-		return c.Uncentered
-	}
-	return c
 }
 
 // evaluate runs the KPI's decision test and the two-sided test behind the
@@ -334,8 +318,14 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 		if c.Subsets > 0 && c.Lookback > 0 {
 			// The canary's own offset from the other instances taken out,
 			// as each placebo's was.
-			kv.Offset = k.Offset
-			stat = ConcurrentStatistic(k.Baseline, k.Canary, k.Bad, c.DiffScale, k.Offset)
+			if math.IsNaN(c.Offset) {
+				kv.Reason = "the canary's offset from the other instances before the deploy is not known"
+				kv.PValue, kv.NoData = math.NaN(), true
+				return
+			}
+			kv.Offset = c.Offset
+			stat = ConcurrentStatistic(k.Baseline, k.Canary, k.Bad, c.concurrentScale(), c.Offset)
+			centredLevels(kv, k, c.Offset)
 		}
 		if math.IsNaN(stat) {
 			// A seasonal canary and baseline that cannot be paired step
@@ -533,3 +523,31 @@ func plural(n int, one, many string) string {
 }
 
 func quoteList(names []string) string { return strings.Join(names, ", ") }
+
+// centredLevels states a concurrent KPI judged with its canary's offset
+// taken out in the terms it is judged in: the baseline level is the other
+// instances' mean plus the canary's offset from them before the deploy
+// (where the canary would be had nothing changed), the effect the
+// canary's mean less that. There is no interval: the differences are
+// autocorrelated, and the placebos, not a formula, say how far they
+// stray.
+func centredLevels(kv *KPIVerdict, k KPI, offset float64) {
+	mean := func(xs []float64) float64 {
+		s := 0.0
+		for _, x := range xs {
+			s += x
+		}
+		return s / float64(len(xs))
+	}
+	if len(k.Canary) == 0 || len(k.Canary) != len(k.Baseline) {
+		return
+	}
+	kv.BaselineLevel = mean(k.Baseline) + offset
+	kv.CanaryLevel = mean(k.Canary)
+	kv.Effect = kv.CanaryLevel - kv.BaselineLevel
+	if math.Abs(kv.Effect) <= 1e-12*math.Max(math.Abs(kv.CanaryLevel), math.Abs(kv.BaselineLevel)) {
+		kv.Effect = 0 // rounding: the canary is where it was
+	}
+	kv.EffectLow, kv.EffectHigh = math.NaN(), math.NaN()
+	kv.setRelative()
+}

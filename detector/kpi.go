@@ -116,12 +116,6 @@ type KPI struct {
 	// test's p-value times the looks. A calibration of the other kind is
 	// ignored.
 	Calibration *Calibration
-	// Offset is, for a calibration across instances with a lookback
-	// (CalibrateConcurrent), the canary's instances' mean difference from
-	// the other instances over the lookback before the deploy: their own
-	// way of running above or below the others, taken out of the
-	// deploy's differences as each placebo's is. NaN or unset without.
-	Offset float64
 
 	// Missing, when set, says why the KPI's data could not be had (the
 	// query failed, returned nothing, or more than one series); the KPI is

@@ -131,7 +131,7 @@ func minDetectable(kv *KPIVerdict, k KPI) float64 {
 		if math.IsInf(crit, 1) {
 			return math.Inf(1)
 		}
-		return (crit + zPower) * c.DiffScale / math.Sqrt(float64(n))
+		return (crit + zPower) * c.DiffScale / math.Sqrt(float64(n)) // 0 where the history never moved
 	}
 	if c := k.Calibration; c != nil && c.Seasons > 0 && kv.Placebos > 0 {
 		// Seasonal: the signed-rank z of the k differences from the

@@ -45,7 +45,7 @@ bench: ## statistics and store benchmarks (figures go to docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./detector/ ./collector/...
 
 .PHONY: bench-accuracy
-bench-accuracy: ## accuracy: immune vs reference detectors on NAB, Gaussian and events/trials series (tables for docs/performance.md)
+bench-accuracy: ## accuracy: immune vs reference detectors on NAB, Gaussian, events/trials and concurrent (NAB machines) series (tables for docs/performance.md)
 	@mkdir -p bin
 	$(GO) run ./bench/accuracy -json bin/bench-accuracy.jsonl
 

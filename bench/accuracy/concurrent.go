@@ -24,8 +24,9 @@ import (
 // weeks; each group of them is a fleet, one instance per machine, of a
 // service whose KPI is avg(cpu) over its instances. Every machine takes
 // its turn as the canary (a first rollout group of one), judged against
-// the other machines over the same steps: by immune calibrated on A/A
-// placebos among the instances (selectors.instance), by immune without
+// the other machines over the same steps: by immune calibrated across
+// instances (selectors.instance: the canary machine's own past against
+// the others, less its offset from them), by immune without
 // the calibration (Mann-Whitney of the canary's values against the
 // others', p × the looks), and by a Kayenta-style judge of the canary's
 // window against the others' mean over the same steps.
@@ -353,10 +354,10 @@ func (c *fleetCopy) sides() (baseline, canary []float64) {
 // concurrentRuleFile is a copy's rule file: baseline concurrent over W
 // steps at alpha, the canary and the baseline told apart by the version
 // label, the KPI avg(cpu) of the copy with bad: increase; calibrated adds
-// selectors.instance (A/A placebos among the instances before the deploy,
-// each subset and the canary centred on their mean difference from the
-// other instances over the lookback, L steps; without instance the
-// lookback is not used).
+// selectors.instance (placebos of the canary machine's own past against
+// the others, each less its mean difference from them over the lookback
+// before it, L steps, as the deploy is; without instance the lookback is
+// not used).
 func concurrentRuleFile(id string, p params, step time.Duration, calibrated bool) string {
 	dur := func(n int) string { return model.Duration(time.Duration(n) * step).String() }
 	inst := ""

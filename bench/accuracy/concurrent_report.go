@@ -64,8 +64,8 @@ func (c *concurrentReport) write(w io.Writer) {
 		"Deploys every W steps from the first with %d steps of history, each copy keeping the %d steps before it that the calibration reads. "+
 		"W = %d steps, alpha %g, `bad: increase`; shift-k: k·s added to the canary's window, s = 1.4826 × MAD of its L = %d values before the deploy. "+
 		"%d deploys judged, each in %d cases; %d skipped with a flat lookback (s = 0); %d of the judged span a step where a machine has no row. "+
-		"immune calibrated: baseline `concurrent`, lookback L, `selectors.instance` (A/A placebos among the instances before the deploy, "+
-		"each subset and the canary centred on its mean difference from the others over the lookback); "+
+		"immune calibrated: baseline `concurrent`, lookback L, `selectors.instance` (placebos of the canary machine's own past against the others, "+
+		"each less its mean difference from them over the lookback before it, as the deploy is); "+
 		"uncalibrated: the same without `instance:` (Mann-Whitney of the canary's values against the other instances' over the same steps, p × the looks); "+
 		"Kayenta-style: Mann-Whitney 98%% interval of the canary's W window values against the other machines' mean at the same steps, one look at the end of the window. "+
 		"fail: share judged fail (null: the false rollback rate); delay: median window samples seen when failing.\n\n",

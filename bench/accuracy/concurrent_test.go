@@ -357,7 +357,8 @@ func TestFleetDeployPoints(t *testing.T) {
 // immune calibrated and uncalibrated through analysis.Replay on a real
 // embedded store, and the Kayenta-style reference. One machine runs 3 sd
 // above the others: as a harmless canary it fails the uncalibrated test
-// and the Kayenta-style judge, and passes the calibrated one.
+// and the Kayenta-style judge, and passes the calibrated one (but for
+// chance: at most one of six at alpha 5 %).
 func TestConcurrentEndToEnd(t *testing.T) {
 	f := testFleet([]float64{3, 0, -0.5, 0.5}, 380)
 	cases := []benchCase{{"null", 0, 1}, {"shift-1000", 1000, 1}}
@@ -388,7 +389,7 @@ func TestConcurrentEndToEnd(t *testing.T) {
 			t.Errorf("%d/%s/%s: %s after %v", r.Deploy, r.Case, r.Detector, r.Verdict, r.Delay)
 		case r.Detector == detKayenta && r.Delay != nil && delay != 12:
 			t.Errorf("%d/%s/kayenta: delay %d, want the window's 12", r.Deploy, r.Case, delay)
-		case r.Detector == detImmune && !strings.Contains(r.Reason, "A/A placebos among the instances"):
+		case r.Detector == detImmune && !strings.Contains(r.Reason, "the canary's instances' own past against the other instances"):
 			t.Errorf("%d/%s/immune: not calibrated across instances: %s", r.Deploy, r.Case, r.Reason)
 		case r.Detector == detUncalibrated && !strings.Contains(r.Reason, "×12 looks"):
 			t.Errorf("%d/%s/%s: not p × the looks: %s", r.Deploy, r.Case, r.Detector, r.Reason)
@@ -397,8 +398,13 @@ func TestConcurrentEndToEnd(t *testing.T) {
 			fails[[2]string{r.Case, r.Detector}]++
 		}
 	}
+	// At alpha 5 % a harmless deploy of six may fail by chance (its
+	// placebos are its own past): at most one, where the others fail all.
+	if n := fails[[2]string{"null", detImmune}]; n > 1 {
+		t.Errorf("null/immune: %d of 6 failed, want at most 1", n)
+	}
 	for k, want := range map[[2]string]int{
-		{"null", detImmune}: 0, {"null", detUncalibrated}: 6, {"null", detKayenta}: 6,
+		{"null", detUncalibrated}: 6, {"null", detKayenta}: 6,
 		{"shift-1000", detImmune}: 6, {"shift-1000", detUncalibrated}: 6, {"shift-1000", detKayenta}: 6,
 	} {
 		if fails[k] != want {

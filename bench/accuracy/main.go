@@ -31,9 +31,9 @@
 //
 //   - immune calibrated: baseline concurrent, lookback L, selectors
 //     canary '{version="$version"}', baseline '{version="$previous_version"}'
-//     and instance: instance, KPI avg(cpu) with bad: increase (A/A placebos
-//     among the instances, each subset and the canary centred on its mean
-//     difference from the others over the lookback);
+//     and instance: instance, KPI avg(cpu) with bad: increase (placebos of
+//     the canary machine's own past against the others, each less its mean
+//     difference from them over the lookback before it, as the deploy is);
 //   - immune uncalibrated: the same rule file without instance: the
 //     Mann-Whitney test of the canary's values against the other
 //     instances' over the same steps, p × the looks;

@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -67,7 +68,7 @@ func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.Fil
 		default:
 			continue // Welch and KS keep their test's p-value times the looks
 		}
-		c, err := calibrateConcurrentKPI(ctx, src, f, rk, vars, d.ID, a.Step, span, size, window)
+		c, err := calibrateConcurrentKPI(ctx, src, f, rk, vars, d.ID, a.Step, span, size, window, placebos)
 		if err != nil {
 			return nil, err
 		}
@@ -82,7 +83,7 @@ func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.Fil
 // instances, gives a calibration that says why (the KPI is then
 // inconclusive); a source that fails as a whole is an error.
 func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars, id string,
-	step time.Duration, span Span, size, window int) (detector.Calibration, error) {
+	step time.Duration, span Span, size, window, placebos int) (detector.Calibration, error) {
 	label := f.Selectors.Instance
 	empty := detector.Calibration{Window: window, Subsets: 1, Counts: rk.IsRatio()}
 	unavailable := func(err error) (detector.Calibration, error) {
@@ -96,17 +97,18 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 	if err != nil {
 		return unavailable(err)
 	}
-	// The instances: the label's values on the series of the KPI's first
-	// selector (its trials for a ratio: every instance has trials, not
-	// every one has errors) over the history.
+	// The instances: the label's values on the series the KPI reads (its
+	// trials for a ratio: every instance has trials, not every one has
+	// errors) over the history.
 	first := q.Query
 	if rk.IsRatio() {
 		first = q.Trials
 	}
-	names, err := instances(ctx, src, first, label, span)
+	sets, err := instanceSets(ctx, src, first, label, span, step)
 	if err != nil {
 		return unavailable(fmt.Errorf("find the instances (label %s) before the deploy: %w", label, err))
 	}
+	names := instancesIn(sets)
 	if len(names) < 2 {
 		return unavailable(fmt.Errorf("the history before the deploy has %d instance(s) under label %s: comparing instances needs at least 2", len(names), label))
 	}
@@ -146,7 +148,7 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 		if err != nil {
 			return unavailable(err)
 		}
-		return detector.CalibrateConcurrent(c, b, 0, window, kpiSpec(rk).Bad, 0), nil
+		return detector.CalibrateConcurrent(c, b, 0, window, kpiSpec(rk).Bad, placebos), nil
 	}
 	var sides [4][][]float64
 	for i, x := range []struct {
@@ -173,29 +175,60 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 			}
 		}
 	}
-	return detector.CalibrateConcurrentCounts(sides[0], sides[1], sides[2], sides[3], window, kpiSpec(rk).Bad, 0), nil
+	return detector.CalibrateConcurrentCounts(sides[0], sides[1], sides[2], sides[3], window, kpiSpec(rk).Bad, placebos), nil
 }
 
-// instances returns, sorted, the values of label on the series of the
-// first selector of query that have a sample in span.
-func instances(ctx context.Context, src collector.Source, query, label string, span Span) ([]string, error) {
-	sel, err := rules.FirstSelector(query)
+// instanceSets returns, for each step of span (on the step grid from
+// its start), the sorted values of label on the series that query reads
+// (all its vector selectors) at that step: the instances there then.
+func instanceSets(ctx context.Context, src collector.Source, query, label string, span Span, step time.Duration) ([][]string, error) {
+	sels, err := rules.VectorSelectors(query)
 	if err != nil {
 		return nil, err
 	}
-	rng := span.To.Sub(span.From) + time.Millisecond
-	v, _, err := src.Query(ctx, fmt.Sprintf("count by (%s) (count_over_time(%s[%dms]))", label, sel, rng.Milliseconds()), span.To)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, e := range v {
-		if n := e.Labels[label]; n != "" {
-			names = append(names, n)
+	q := fmt.Sprintf("group by (%s) (%s)", label, strings.Join(sels, " or "))
+	out := make([][]string, int(span.To.Sub(span.From)/step)+1)
+	for _, s := range split([]Span{span}, step) {
+		m, _, err := src.QueryRange(ctx, q, s.From, s.To, step)
+		if err != nil {
+			return nil, fmt.Errorf("instances (label %s) query: %w", label, err)
+		}
+		for _, series := range m {
+			name := series.Labels[label]
+			if name == "" {
+				continue
+			}
+			for _, p := range series.Samples {
+				if j := int((p.T.Sub(span.From) + step/2) / step); j >= 0 && j < len(out) {
+					out[j] = append(out[j], name)
+				}
+			}
 		}
 	}
-	slices.Sort(names)
-	return names, nil
+	for _, names := range out {
+		slices.Sort(names)
+	}
+	return out, nil
+}
+
+// instancesIn returns, sorted, the instances of sets at any step.
+func instancesIn(sets [][]string) []string {
+	var all []string
+	for _, names := range sets {
+		all = append(all, names...)
+	}
+	slices.Sort(all)
+	return slices.Compact(all)
+}
+
+// alternation is the regular expression that matches names and nothing
+// else.
+func alternation(names []string) string {
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = regexp.QuoteMeta(n)
+	}
+	return strings.Join(parts, "|")
 }
 
 // drawSubsets returns subsets of k of the names, each as the regular
@@ -259,77 +292,129 @@ func binomial(n, k int) int {
 	return c
 }
 
-// ownCalibration is the calibration of a continuous KPI whose canary's
-// instances were there before the deploy, on their own past: the
-// instances are those of the canary query cq's first selector in the
-// canary span; they and the other instances are read through the
-// baseline query bq, with instance=~"<them>" and instance!~"<them>"
-// added, over the history before the deploy, and calibrated with the
-// rule's lookback (detector.CalibrateConcurrent with one subset: each
-// placebo less its own mean difference over the lookback before it), the
-// calibration's Offset their mean difference over the lookback before
-// the deploy. Nil when the canary has no instances yet, or they have no
-// value in that lookback (new instances): the KPI is then judged against
-// the placebos of random subsets (calibrateConcurrent). The calibration
-// is kept in cal under a key of the KPI and the instances, for the next
-// looks. A source that fails as a whole is an error; other errors give
-// nil.
-func ownCalibration(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, cq, bq string, step time.Duration,
-	canary Span, cal Calibrations) (*detector.Calibration, error) {
-	a := f.Analysis
-	label := f.Selectors.Instance
-	none := func(err error) (*detector.Calibration, error) {
-		if err != nil {
-			if err := lookFailed(ctx, err); err != nil {
-				return nil, err
-			}
+// gatherConcurrent reads a continuous KPI with a concurrent calibration
+// across instances (calibrateConcurrent) at a look: its canary and
+// baseline on the step grid of the canary span, kept where both have a
+// value, and which instances the canary had at each step. When every kept
+// step's instances were there before the deploy, the KPI is judged on
+// their own past (ownCalibration): the calibration of the instances of
+// the first kept step (the first rollout group: the smallest canary and
+// the noisiest), and at each step the offset of the instances the canary
+// had then (k.Offsets), so that a later group joining changes the
+// offsets of its own steps only. Otherwise (new instances) it is judged
+// against the A/A placebos of k.Calibration, uncentred.
+func gatherConcurrent(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, cq, bq string, step time.Duration,
+	canary Span, cal Calibrations, k *detector.KPI) error {
+	cg, err := onGrid(ctx, src, cq, step, "canary", canary)
+	if err != nil {
+		return err
+	}
+	bg, err := onGrid(ctx, src, bq, step, "baseline", canary)
+	if err != nil {
+		return err
+	}
+	sets, err := instanceSets(ctx, src, cq, f.Selectors.Instance, canary, step)
+	if err != nil {
+		return err
+	}
+	var keep []int
+	for j := range cg[0] {
+		if !math.IsNaN(cg[0][j]) && !math.IsNaN(bg[0][j]) {
+			keep = append(keep, j)
+			k.Canary, k.Baseline = append(k.Canary, cg[0][j]), append(k.Baseline, bg[0][j])
 		}
-		return nil, nil
 	}
-	names, err := instances(ctx, src, cq, label, canary)
-	if err != nil || len(names) == 0 {
-		return none(err)
+	if len(keep) == 0 {
+		return errors.New("no step has both a canary and a baseline value: nothing to pair")
 	}
-	parts := make([]string, len(names))
-	for i, n := range names {
-		parts[i] = regexp.QuoteMeta(n)
+	var (
+		own     *detector.Calibration
+		offsets []float64
+	)
+	for _, j := range keep {
+		if len(sets[j]) == 0 {
+			return nil // instances not known at a step: A/A
+		}
+		c, err := ownCalibration(ctx, src, f, rk, bq, alternation(sets[j]), step, canary.From.Add(-step), cal)
+		if err != nil || c == nil {
+			return err // a failed source, or new instances: A/A
+		}
+		if own == nil {
+			own = c
+		}
+		offsets = append(offsets, c.Offset)
 	}
-	re := strings.Join(parts, "|")
+	k.Calibration, k.Offsets = own, offsets
+	return nil
+}
+
+// ownCalibration is the calibration of a continuous KPI on the past of
+// the instances that re (an alternation of their names) matches: they and
+// the other instances are read through the baseline query bq, with
+// instance=~re and instance!~re added, over the history before the
+// deploy, and calibrated with the rule's lookback
+// (detector.CalibrateConcurrent with one subset: each placebo less its own
+// mean difference over the lookback before it), the calibration's Offset
+// their mean difference over the lookback before the deploy. Nil when
+// they have no value in that lookback (new instances); one that says why
+// when the lookback and window are more steps than a calibration reads.
+// Kept in cal under a key of the KPI and the instances, for the next
+// looks. A source that fails as a whole is an error; another failed read
+// gives a calibration that says why.
+func ownCalibration(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, bq, re string, step time.Duration,
+	deployed time.Time, cal Calibrations) (*detector.Calibration, error) {
 	key := rk.Name + "\x00own\x00" + re
 	if c, ok := cal[key]; ok {
 		return c, nil
 	}
+	a := f.Analysis
+	label := f.Selectors.Instance
 	_, placebos := placebosOf(f)
 	lookback, window := int(a.Lookback/a.Step), Looks(a)
 	steps := min(placebos+lookback+window-1, MaxSeasonalHistory)
-	deployed := canary.From.Add(-step)
+	c := detector.Calibration{Lookback: lookback, Window: window, Subsets: 1}
+	keep := func(c *detector.Calibration) (*detector.Calibration, error) {
+		cal[key] = c
+		return c, nil
+	}
+	if lookback+window > steps {
+		c.Unavailable = fmt.Sprintf("lookback and window are %d steps: more than the %d steps of history a calibration reads", lookback+window, steps)
+		return keep(&c)
+	}
 	span := Span{From: deployed.Add(-time.Duration(steps-1) * step), To: deployed}
 	var sides [2][]float64
 	for i, t := range []labels.MatchType{labels.MatchRegexp, labels.MatchNotRegexp} {
 		m, err := labels.NewMatcher(t, label, re)
-		if err != nil {
-			return none(err)
+		if err == nil {
+			var q string
+			if q, err = rules.Inject(bq, []*labels.Matcher{m}); err == nil {
+				var g [][]float64
+				if g, err = onGrid(ctx, src, q, step, "history of the canary's instances", span); err == nil {
+					sides[i] = g[0]
+				}
+			}
 		}
-		q, err := rules.Inject(bq, []*labels.Matcher{m})
-		if err != nil {
-			return none(err)
+		switch {
+		case err == nil:
+		case errors.Is(err, errNoSeries) && i == 0:
+			return keep(nil) // new instances: no past
+		default:
+			if err := lookFailed(ctx, err); err != nil {
+				return nil, err
+			}
+			c.Unavailable = "the canary's instances' past: " + err.Error()
+			return keep(&c)
 		}
-		g, err := onGrid(ctx, src, q, step, "history of the canary's instances", span)
-		if err != nil {
-			return none(err)
-		}
-		sides[i] = g[0]
 	}
 	d := make([]float64, steps)
 	for j := range d {
 		d[j] = sides[0][j] - sides[1][j]
 	}
-	var own *detector.Calibration
-	if offset := detector.Offset(d[steps-lookback:]); !math.IsNaN(offset) {
-		c := detector.CalibrateConcurrent([][]float64{sides[0]}, [][]float64{sides[1]}, lookback, window, kpiSpec(rk).Bad, placebos)
-		c.Offset = offset
-		own = &c
+	offset := detector.Offset(d[steps-lookback:])
+	if math.IsNaN(offset) {
+		return keep(nil)
 	}
-	cal[key] = own
-	return own, nil
+	c = detector.CalibrateConcurrent([][]float64{sides[0]}, [][]float64{sides[1]}, lookback, window, kpiSpec(rk).Bad, placebos)
+	c.Offset = offset
+	return keep(&c)
 }

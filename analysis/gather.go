@@ -158,20 +158,14 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 		return err
 	}
 	if !rk.IsRatio() {
+		if c := k.Calibration; c != nil && c.Subsets > 0 {
+			// Concurrent across instances: on the canary's own past when
+			// its instances have one.
+			return gatherConcurrent(ctx, src, f, rk, cq.Query, bq.Query, step, canary, cal, k)
+		}
 		if c := k.Calibration; c != nil && c.Paired() {
-			if k.Canary, k.Baseline, err = paired(ctx, src, cq.Query, bq.Query, step, canary, baseline); err != nil {
-				return err
-			}
-			if c.Subsets > 0 {
-				// Concurrent: the canary's own instances' past, when they
-				// have one, rather than random subsets'.
-				own, err := ownCalibration(ctx, src, f, rk, cq.Query, bq.Query, step, canary, cal)
-				if own != nil {
-					k.Calibration = own
-				}
-				return err
-			}
-			return nil
+			k.Canary, k.Baseline, err = paired(ctx, src, cq.Query, bq.Query, step, canary, baseline)
+			return err
 		}
 		if k.Canary, err = values(ctx, src, cq.Query, step, "canary", canary); err != nil {
 			return err
@@ -227,8 +221,8 @@ func rangeSamples(ctx context.Context, src collector.Source, query string, step 
 			}
 			switch len(m) {
 			case 0:
-				return fmt.Errorf("no %s data: the query returned no series from %s to %s",
-					what, s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339))
+				return fmt.Errorf("no %s data: %w from %s to %s",
+					what, errNoSeries, s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339))
 			case 1:
 			default:
 				return fmt.Errorf("%s query returned %d series (%s, …): aggregate it to one, with sum() or avg()",
@@ -243,6 +237,9 @@ func rangeSamples(ctx context.Context, src collector.Source, query string, step 
 	}
 	return nil
 }
+
+// errNoSeries is a query that returned no series.
+var errNoSeries = errors.New("the query returned no series")
 
 // onGrid evaluates query over each span (all of one length) and returns,
 // per span, one value per step from the span's start, NaN where the

@@ -1035,3 +1035,100 @@ func BenchmarkOwnCalibration(b *testing.B) {
 		}
 	}
 }
+
+// TestConcurrentLaterGroup: a second rollout group joining the canary
+// changes the offsets of its own steps only. Host 0, always 5 above the
+// others, is the first group; hosts 1 and 2, like the rest, join four
+// steps later: the harmless deploy passes at every look (with one offset
+// for the whole window, the second group's steps would carry host 0's
+// offset diluted and the first ones the wrong one).
+func TestConcurrentLaterGroup(t *testing.T) {
+	f := parseRules(t, concurrentRules)
+	const history, window = 400, 12
+	from := t0.Add(-time.Duration(history) * step)
+	joins := map[int]int{0: 0, 1: 4, 2: 4} // host → steps after the deploy it moves to v2
+	var ss []collector.Series
+	for i := range 10 {
+		r := rand.New(rand.NewPCG(uint64(i), 7))
+		off := 0.0
+		if i == 0 {
+			off = 5
+		}
+		v := func(int) float64 { return 100 + off + r.NormFloat64() }
+		name := fmt.Sprintf("host-%d:8080", i)
+		after, moves := joins[i]
+		if !moves {
+			ss = append(ss, series(from, history+window+1, v, "__name__", "latency", "instance", name, "version", "v1"))
+			continue
+		}
+		ss = append(ss, series(from, history+after+1, v, "__name__", "latency", "instance", name, "version", "v1"),
+			series(t0.Add(time.Duration(after+1)*step), window-after, v, "__name__", "latency", "instance", name, "version", "v2"))
+	}
+	src := store(t, ss...)
+	d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1, 2, 7}}
+	cal, err := Calibrate(context.Background(), src, f, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for look := 1; look <= window; look++ {
+		v, err := JudgeAt(context.Background(), src, f, d, t0.Add(time.Duration(look)*step), cal)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := v.KPIs[0]
+		if v.Outcome != detector.Pass || !strings.Contains(k.Sentence, "own past") {
+			t.Fatalf("look %d: %v: %s", look, v.Outcome, k.Sentence)
+		}
+		// The offset shown is the mean over the steps: host 0's 5 and,
+		// after four steps, the three hosts' about 5/3 against the rest.
+		if look <= 4 && math.Abs(k.Offset-5) > 1 || look == window && !(k.Offset > 2 && k.Offset < 4) {
+			t.Errorf("look %d: offset %v", look, k.Offset)
+		}
+	}
+}
+
+// TestConcurrentOffGrid: scrapes are never on the step grid; the canary's
+// instances are found at the first look, which is judged on their own
+// past like the others.
+func TestConcurrentOffGrid(t *testing.T) {
+	f := parseRules(t, concurrentRules)
+	ss := fleetSeries([]float64{5, -1, 0.5, -0.5, 0, 1}, 400, 12, 0, t0.Add(12*step))
+	for i := range ss {
+		for j := range ss[i].Samples {
+			ss[i].Samples[j].T = ss[i].Samples[j].T.Add(-7 * time.Second)
+		}
+	}
+	src := store(t, ss...)
+	d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
+	cal, err := Calibrate(context.Background(), src, f, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := JudgeAt(context.Background(), src, f, d, t0.Add(step), cal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := v.KPIs[0]; !strings.Contains(k.Sentence, "own past") || v.Outcome != detector.Pass {
+		t.Errorf("look 1: %v: %s", v.Outcome, k.Sentence)
+	}
+}
+
+// TestConcurrentTooLongLookback: a lookback and window of more steps than
+// a calibration reads make the KPI inconclusive, with the reason, not a
+// panic.
+func TestConcurrentTooLongLookback(t *testing.T) {
+	f := parseRules(t, strings.Replace(concurrentRules, "window: 1h, step: 5m", "lookback: 30h, window: 1m, step: 1s", 1))
+	src := store(t, fleetSeries([]float64{1, -1, 0.5}, 50, 12, 0, t0.Add(12*step))...)
+	d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1"}
+	cal, err := Calibrate(context.Background(), src, f, d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := JudgeAt(context.Background(), src, f, d, t0.Add(step), cal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := v.KPIs[0]; v.Outcome != detector.Inconclusive || !strings.Contains(k.Reason, "more than the 100000 steps of history a calibration reads") {
+		t.Errorf("%v: %s", v.Outcome, k.Sentence)
+	}
+}

@@ -56,12 +56,16 @@ type KPIReport struct {
 	Threshold number `json:"threshold"`
 	Placebos  int    `json:"placebos"`
 	InPhase   bool   `json:"placebos_in_phase"`
-	// AcrossInstances: the placebos were A/A comparisons among the
-	// instances before the deploy (a concurrent baseline).
-	AcrossInstances bool   `json:"placebos_across_instances"`
-	Looks           int    `json:"looks,omitempty"`
-	Baseline        number `json:"baseline"`
-	Canary          number `json:"canary"`
+	// AcrossInstances: a concurrent baseline with selectors.instance, the
+	// placebos from the instances before the deploy.
+	AcrossInstances bool `json:"placebos_across_instances"`
+	// Offset: for a concurrent KPI judged on its canary's own past, the
+	// canary's instances' mean offset from the others before the deploy,
+	// taken out (null otherwise).
+	Offset   number `json:"offset"`
+	Looks    int    `json:"looks,omitempty"`
+	Baseline number `json:"baseline"`
+	Canary   number `json:"canary"`
 	// NBaseline and NCanary are the sample sizes (trials for proportions).
 	NBaseline number `json:"n_baseline"`
 	NCanary   number `json:"n_canary"`
@@ -115,7 +119,7 @@ func (d Decision) Report() Report {
 		kr := KPIReport{
 			Name: k.Name, Verdict: k.Outcome, Critical: k.Critical, Weight: k.Weight,
 			Bad: k.Bad.String(), Test: k.Test.String(), Alternative: k.Alternative.String(),
-			PValue: number(k.PValue), Threshold: number(k.Threshold), Placebos: k.Placebos, InPhase: k.InPhase, AcrossInstances: k.AcrossInstances, Looks: k.Looks,
+			PValue: number(k.PValue), Threshold: number(k.Threshold), Placebos: k.Placebos, InPhase: k.InPhase, AcrossInstances: k.AcrossInstances, Offset: number(k.Offset), Looks: k.Looks,
 			Baseline: number(k.BaselineLevel), Canary: number(k.CanaryLevel),
 			NBaseline: number(math.NaN()), NCanary: number(math.NaN()),
 			Estimate: number(k.Effect), CILow: number(k.EffectLow), CIHigh: number(k.EffectHigh),

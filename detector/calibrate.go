@@ -47,12 +47,10 @@ type Calibration struct {
 	// (CalibrateConcurrent): a concurrent baseline's.
 	Subsets int
 	// Offset, for a calibration across instances with a lookback (a
-	// centred one, of the canary's own instances), is the canary's
-	// instances' mean difference from the other instances over the
-	// lookback before the deploy: their own way of running above or below
-	// the others, taken out of the deploy's differences as each placebo's
-	// is. Set by the caller (CalibrateConcurrent does not know which steps
-	// are the deploy's lookback); NaN makes the KPI inconclusive.
+	// centred one, of the canary's own instances), is those instances'
+	// mean difference from the other instances over the lookback before
+	// the deploy (detector.Offset of its last lookback differences), set
+	// by the caller: what KPI.Offsets are made of.
 	Offset float64
 	// Unavailable, when not empty, says why the KPI could not be
 	// calibrated (its history names no instances, say): it is then
@@ -69,7 +67,7 @@ type Calibration struct {
 // NaN when the two of a paired statistic cannot be paired step by step.
 func (c Calibration) Statistic(baseline, canary []float64, bad Direction) float64 {
 	if c.Subsets > 0 {
-		return ConcurrentStatistic(baseline, canary, bad, c.concurrentScale(), 0)
+		return ConcurrentStatistic(baseline, canary, bad, c.concurrentScale(), nil)
 	}
 	if c.Seasons > 0 {
 		return SeasonalStatistic(baseline, canary, bad, c.Seasons)

@@ -130,18 +130,22 @@ func Offset(d []float64) float64 {
 
 // ConcurrentStatistic is the statistic of a concurrent calibration at one
 // look: the canary's differences from the baseline at the same steps less
-// the canary's offset, d_j = canary_j − baseline_j − offset, summed and
-// standardized by the history's scale of the differences,
-// (Σ d_j) / (scale·√k) over the look's k steps, oriented so that large is
-// bad. NaN when the two cannot be paired (not as many values on each
-// side), there is none, or the offset is NaN.
-func ConcurrentStatistic(baseline, canary []float64, bad Direction, scale, offset float64) float64 {
-	if len(canary) == 0 || len(canary) != len(baseline) || !(scale > 0) || math.IsNaN(offset) {
+// the canary's offsets, d_j = canary_j − baseline_j − offsets_j (nil
+// offsets: none), summed and standardized by the history's scale of the
+// differences, (Σ d_j) / (scale·√k) over the look's k steps, oriented so
+// that large is bad. NaN when the values cannot be paired (not as many on
+// each side, or offsets of another length), there is none, or an offset
+// is NaN.
+func ConcurrentStatistic(baseline, canary []float64, bad Direction, scale float64, offsets []float64) float64 {
+	if len(canary) == 0 || len(canary) != len(baseline) || !(scale > 0) || (offsets != nil && len(offsets) != len(canary)) {
 		return math.NaN()
 	}
 	sum := 0.0
 	for j := range canary {
-		sum += canary[j] - baseline[j] - offset
+		sum += canary[j] - baseline[j]
+		if offsets != nil {
+			sum -= offsets[j]
+		}
 	}
 	return orient(sum/(scale*math.Sqrt(float64(len(canary)))), bad)
 }
@@ -154,7 +158,8 @@ func ConcurrentStatistic(baseline, canary []float64, bad Direction, scale, offse
 // each look is the CountsStatistic of the subset's pooled counts over the
 // window so far against the other instances' over the same steps, as a
 // deploy's is; a step without valid counts on a side adds nothing to
-// that side, as in a deploy's own sums. Placebos are placed as
+// that side, as in a deploy's own sums, and a window whose statistic is
+// never defined (no trials on a side) is left out. Placebos are placed as
 // CalibrateConcurrent places them.
 func CalibrateConcurrentCounts(canaryEvents, canaryTrials, baselineEvents, baselineTrials [][]float64, window int, bad Direction, max int) Calibration {
 	if max <= 0 {
@@ -202,7 +207,11 @@ func CalibrateConcurrentCounts(canaryEvents, canaryTrials, baselineEvents, basel
 					mx = math.Max(mx, z)
 				}
 			}
-			c.Maxima = append(c.Maxima, mx)
+			if !math.IsInf(mx, -1) {
+				// A window without trials on a side (an instance not yet
+				// there) is no placebo: it could never exceed a deploy.
+				c.Maxima = append(c.Maxima, mx)
+			}
 		}
 	}
 	sort.Float64s(c.Maxima)

@@ -94,7 +94,11 @@ func TestCalibrateConcurrent(t *testing.T) {
 					for j := range up {
 						up[j] += shift
 					}
-					m = math.Max(m, ConcurrentStatistic(b[:k], up, Increase, x.cal.DiffScale, x.offset))
+					offs := make([]float64, k)
+					for j := range offs {
+						offs[j] = x.offset
+					}
+					m = math.Max(m, ConcurrentStatistic(b[:k], up, Increase, x.cal.DiffScale, offs))
 				}
 				return m
 			}
@@ -250,5 +254,45 @@ func BenchmarkCalibrateConcurrent(b *testing.B) {
 	}
 	for b.Loop() {
 		CalibrateConcurrent(canary, base, 48, 24, Increase, 0)
+	}
+}
+
+// TestConcurrentStatisticOffsets: each step's offset is taken out of its
+// own difference; offsets of another length, or none to pair, are NaN.
+func TestConcurrentStatisticOffsets(t *testing.T) {
+	b, c := []float64{1, 1, 1, 1}, []float64{3, 3, 5, 5}
+	if got := ConcurrentStatistic(b, c, Increase, 1, []float64{2, 2, 4, 4}); got != 0 {
+		t.Errorf("offsets that explain every difference: %v, want 0", got)
+	}
+	if got, want := ConcurrentStatistic(b, c, Increase, 2, nil), 12/(2*2.0); got != want {
+		t.Errorf("no offsets: %v, want %v", got, want)
+	}
+	for _, offs := range [][]float64{{1}, {}} {
+		if got := ConcurrentStatistic(b, c, Increase, 1, offs); !math.IsNaN(got) {
+			t.Errorf("offsets %v: %v, want NaN", offs, got)
+		}
+	}
+	if got := ConcurrentStatistic(nil, nil, Increase, 1, nil); !math.IsNaN(got) {
+		t.Errorf("nothing: %v, want NaN", got)
+	}
+}
+
+// TestCalibrateConcurrentCountsEmptyWindows: a window where the subset
+// had no trials (an instance not there yet) is no placebo.
+func TestCalibrateConcurrentCountsEmptyWindows(t *testing.T) {
+	nan := math.NaN()
+	ce := []float64{nan, nan, nan, nan, 1, 2, 1, 2}
+	ct := []float64{nan, nan, nan, nan, 100, 100, 100, 100}
+	be := []float64{3, 3, 3, 3, 3, 3, 3, 3}
+	bt := []float64{300, 300, 300, 300, 300, 300, 300, 300}
+	c := CalibrateConcurrentCounts([][]float64{ce}, [][]float64{ct}, [][]float64{be}, [][]float64{bt}, 2, Increase, 0)
+	// Windows at 0 … 6: those at 0, 1 and 2 have no canary trials.
+	if c.N() != 4 {
+		t.Errorf("%d placebos, want 4: %v", c.N(), c.Maxima)
+	}
+	for _, m := range c.Maxima {
+		if math.IsInf(m, 0) || math.IsNaN(m) {
+			t.Errorf("placebo maximum %v", m)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -318,14 +319,15 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 		if c.Subsets > 0 && c.Lookback > 0 {
 			// The canary's own offset from the other instances taken out,
 			// as each placebo's was.
-			if math.IsNaN(c.Offset) {
+			off := Offset(k.Offsets)
+			if len(k.Offsets) != len(k.Canary) || math.IsNaN(off) || slices.ContainsFunc(k.Offsets, math.IsNaN) {
 				kv.Reason = "the canary's offset from the other instances before the deploy is not known"
 				kv.PValue, kv.NoData = math.NaN(), true
 				return
 			}
-			kv.Offset = c.Offset
-			stat = ConcurrentStatistic(k.Baseline, k.Canary, k.Bad, c.concurrentScale(), c.Offset)
-			centredLevels(kv, k, c.Offset)
+			kv.Offset = off
+			stat = ConcurrentStatistic(k.Baseline, k.Canary, k.Bad, c.concurrentScale(), k.Offsets)
+			centredLevels(kv, k, off)
 		}
 		if math.IsNaN(stat) {
 			// A seasonal canary and baseline that cannot be paired step
@@ -524,10 +526,10 @@ func plural(n int, one, many string) string {
 
 func quoteList(names []string) string { return strings.Join(names, ", ") }
 
-// centredLevels states a concurrent KPI judged with its canary's offset
+// centredLevels states a concurrent KPI judged with its canary's offsets
 // taken out in the terms it is judged in: the baseline level is the other
-// instances' mean plus the canary's offset from them before the deploy
-// (where the canary would be had nothing changed), the effect the
+// instances' mean plus the canary's mean offset from them before the
+// deploy (where the canary would be had nothing changed), the effect the
 // canary's mean less that. There is no interval: the differences are
 // autocorrelated, and the placebos, not a formula, say how far they
 // stray.

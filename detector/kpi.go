@@ -116,6 +116,16 @@ type KPI struct {
 	// test's p-value times the looks. A calibration of the other kind is
 	// ignored.
 	Calibration *Calibration
+	// Offsets are, for a calibration across instances with a lookback (a
+	// centred one: CalibrateConcurrent on the canary's own instances),
+	// the offset of each canary value's instances from the other
+	// instances over the lookback before the deploy, one per canary
+	// value: their own way of running above or below the others, taken
+	// out of the deploy's differences as each placebo's is. A canary
+	// whose instances change (a later rollout group) has the offset of
+	// the instances it had at each step. Such a KPI without them, or with
+	// a NaN among them, is inconclusive.
+	Offsets []float64
 
 	// Missing, when set, says why the KPI's data could not be had (the
 	// query failed, returned nothing, or more than one series); the KPI is

@@ -662,6 +662,18 @@ func (p *fileParser) selectors(e entry) *Selectors {
 				p.errorf(n, s, "instance", "%q is not a label name: want the label that names an instance, such as instance or pod", text)
 				ok = false
 			}
+			for _, role := range []Role{RoleCanary, RoleBaseline} {
+				ms, err := parseMatchers(sel.text(role))
+				if err != nil {
+					continue // reported above
+				}
+				for _, x := range ms {
+					if x.Name == text {
+						p.errorf(n, s, "instance", "selectors.%s matches on %q (%s): the instance label is for immune to compare instances with; tell canary from baseline by another label, such as version", role, text, x)
+						ok = false
+					}
+				}
+			}
 			sel.Instance = text
 		} else {
 			ok = false

@@ -88,6 +88,16 @@ func (p *fileParser) checkQuery(q string, n *yaml.Node, s scope, field string, s
 		return true
 	}
 	for _, vs := range vss {
+		for _, x := range vs.LabelMatchers {
+			if x != nil && sel.Instance != "" && x.Name == sel.Instance {
+				line, col := p.valuePos(n, q, int(vs.PosRange.Start))
+				p.errorAt(line, col, s, field, "%s matches on label %q, which selectors.instance names: immune adds its own matchers on it to compare instances; leave it out",
+					vs.String(), x.Name)
+				return false
+			}
+		}
+	}
+	for _, vs := range vss {
 		for _, role := range []Role{RoleCanary, RoleBaseline} {
 			ms, err := parseMatchers(sel.text(role))
 			if err != nil {
@@ -281,25 +291,25 @@ func (p *fileParser) valuePos(n *yaml.Node, q string, off int) (line, col int) {
 	return l + 1, utf8.RuneCount(p.src[p.lineStarts[l]:j]) + 1
 }
 
-// FirstSelector returns the first vector selector of the PromQL expression
-// expr, printed without its offset and @ modifiers: the series the
-// expression starts from, to ask which label values they have.
-func FirstSelector(expr string) (string, error) {
+// VectorSelectors returns the vector selectors of the PromQL expression
+// expr, each printed without its offset and @ modifiers: the series the
+// expression reads, to ask which label values they have.
+func VectorSelectors(expr string) ([]string, error) {
 	e, err := parseExpr(expr)
 	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrQuery, err)
+		return nil, fmt.Errorf("%w: %v", ErrQuery, err)
 	}
-	var first *parser.VectorSelector
+	var out []string
 	parser.Inspect(e, func(node parser.Node, _ []parser.Node) error {
-		if vs, ok := node.(*parser.VectorSelector); ok && first == nil {
-			first = vs
+		if vs, ok := node.(*parser.VectorSelector); ok {
+			c := *vs
+			c.OriginalOffset, c.Offset, c.Timestamp, c.StartOrEnd = 0, 0, nil, 0
+			out = append(out, c.String())
 		}
 		return nil
 	})
-	if first == nil {
-		return "", fmt.Errorf("%w: %s selects no series", ErrQuery, expr)
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: %s selects no series", ErrQuery, expr)
 	}
-	vs := *first
-	vs.OriginalOffset, vs.Offset, vs.Timestamp, vs.StartOrEnd = 0, 0, nil, 0
-	return vs.String(), nil
+	return out, nil
 }

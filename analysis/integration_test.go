@@ -7,8 +7,13 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/prometheus/model/value"
+
+	"github.com/immune-project/immune/collector"
 	"github.com/immune-project/immune/collector/embedded"
 	"github.com/immune-project/immune/collector/load"
 	"github.com/immune-project/immune/collector/promtest"
@@ -103,4 +108,77 @@ kpis:
 		t.Errorf("%d of %d deploys failed: the comparison needs both verdicts", fails, len(deploys))
 	}
 	t.Logf("%d deploys, %d failed, the same through both sources", len(deploys), fails)
+}
+
+// TestRealPrometheusConcurrent: a concurrent KPI calibrated across
+// instances reads the same through a real Prometheus as through the
+// embedded store (the instance sets' range query of group by over every
+// selector, the regular-expression matchers on the instance label, the
+// history of each side): same verdicts, looks and p-values, for a
+// harmless canary on a host that runs above the others, the same canary
+// risen by 2 sd, and a new instance.
+func TestRealPrometheusConcurrent(t *testing.T) {
+	url := promtest.URL(t)
+	ctx := context.Background()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	prom, err := remote.New(remote.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prom.Close()
+	for i, tc := range []struct {
+		name    string
+		shift   float64
+		renamed bool
+		want    detector.Outcome
+	}{
+		{"harmless", 0, false, detector.Pass},
+		{"risen by 2 sd", 2, false, detector.Fail},
+		{"new instance", 10, true, detector.Fail},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := fmt.Sprintf("concurrent-%s-%d", hex.EncodeToString(b), i)
+			ss := fleetSeries([]float64{2, -1, 0.5, -2, 1, -0.5}, 500, 12, tc.shift, t0.Add(12*step))
+			for i, s := range ss {
+				s.Labels["immune_test"] = run
+				if tc.renamed && s.Labels["version"] == "v2" {
+					s.Labels["instance"] = "host-new:8080"
+				}
+				if s.Labels["instance"] == "host-0:8080" && s.Labels["version"] == "v1" {
+					// The canary's old series ends at the deploy, as a
+					// scrape ends a series that is gone: with a staleness
+					// marker (else Prometheus 2's lookback, closed at its
+					// start, still sees it a step later and the embedded
+					// engine's does not).
+					ss[i].Samples = append(s.Samples, collector.Sample{T: t0.Add(time.Second), V: math.Float64frombits(value.StaleNaN)})
+				}
+			}
+			embeddedStore := store(t, ss...)
+			if err := promtest.RemoteWrite(ctx, url, ss); err != nil {
+				t.Fatal(err)
+			}
+			rf := parseRules(t, strings.Replace(concurrentRules, "avg(latency)", fmt.Sprintf("avg(latency{immune_test=%q})", run), 1))
+			d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
+			want, err := Replay(ctx, embeddedStore, rf, d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Replay(ctx, prom, rf, d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, g := want.Verdict.KPIs[0], got.Verdict.KPIs[0]
+			if want.Verdict.Outcome != tc.want || got.Verdict.Outcome != want.Verdict.Outcome || got.Looks != want.Looks ||
+				math.Abs(g.PValue-w.PValue) > 1e-12 || g.Placebos != w.Placebos || g.Placebos == 0 {
+				t.Errorf("Prometheus %v after %d looks (%s); embedded %v after %d looks (%s); want %v",
+					got.Verdict.Outcome, got.Looks, g.Sentence, want.Verdict.Outcome, want.Looks, w.Sentence, tc.want)
+			}
+			if own := strings.Contains(g.Sentence, "own past"); own == tc.renamed {
+				t.Errorf("judged on the canary's own past: %v, want %v: %s", own, !tc.renamed, g.Sentence)
+			}
+		})
+	}
 }

@@ -13,7 +13,6 @@ import (
 
 	"github.com/immune-project/immune/analysis"
 	"github.com/immune-project/immune/collector"
-	"github.com/immune-project/immune/collector/embedded"
 	"github.com/immune-project/immune/collector/load"
 	"github.com/immune-project/immune/deploy"
 	"github.com/immune-project/immune/detector"
@@ -403,19 +402,16 @@ func (u *unit) runConcurrent(ctx context.Context) ([]record, error) {
 	if len(cps) == 0 {
 		return out, nil
 	}
-	store, err := embedded.Open(embedded.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
 	var ss []collector.Series
 	for i := range cps {
 		ss = append(ss, cps[i].storeSeries()...)
 	}
-	if err := store.Write(ctx, ss); err != nil {
+	store, err := storeOf(ctx, ss)
+	if err != nil {
 		return nil, err
 	}
-	ss = nil
+	defer store.Close()
+	ss = nil // the store holds them: let the copies' samples go
 	for i := range cps {
 		c := &cps[i]
 		for _, j := range []struct {

@@ -12,7 +12,6 @@ import (
 	"gonum.org/v1/gonum/stat/distuv"
 
 	"github.com/immune-project/immune/collector"
-	"github.com/immune-project/immune/collector/embedded"
 	"github.com/immune-project/immune/detector"
 )
 
@@ -252,19 +251,16 @@ func (u *unit) runCounts(ctx context.Context) ([]record, error) {
 	if len(cps) == 0 {
 		return nil, nil
 	}
-	store, err := embedded.Open(embedded.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
 	var ss []collector.Series
 	for i := range cps {
 		ss = append(ss, cps[i].storeSeries()...)
 	}
-	if err := store.Write(ctx, ss); err != nil {
+	store, err := storeOf(ctx, ss)
+	if err != nil {
 		return nil, err
 	}
-	ss = nil
+	defer store.Close()
+	ss = nil // the store holds them: let the copies' samples go
 	var out []record
 	for i := range cps {
 		c := &cps[i]

@@ -262,19 +262,16 @@ func (u *unit) run(ctx context.Context) ([]record, error) {
 	if len(cps) == 0 {
 		return out, nil
 	}
-	store, err := embedded.Open(embedded.Options{})
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
 	ss := make([]collector.Series, len(cps))
 	for i := range cps {
 		ss[i] = cps[i].storeSeries()
 	}
-	if err := store.Write(ctx, ss); err != nil {
+	store, err := storeOf(ctx, ss)
+	if err != nil {
 		return nil, err
 	}
-	ss = nil
+	defer store.Close()
+	ss = nil // the store holds them: let the copies' samples go
 	for i := range cps {
 		c := &cps[i]
 		r, err := judgeImmune(ctx, store, c, u.Params)
@@ -349,4 +346,18 @@ feed:
 		return nil, err
 	}
 	return out, nil
+}
+
+// storeOf opens an embedded store holding the series: one unit's copies.
+// The caller closes it.
+func storeOf(ctx context.Context, ss []collector.Series) (*embedded.Store, error) {
+	store, err := embedded.Open(embedded.Options{})
+	if err != nil {
+		return nil, err
+	}
+	if err := store.Write(ctx, ss); err != nil {
+		store.Close()
+		return nil, err
+	}
+	return store, nil
 }

@@ -237,11 +237,11 @@ func alternation(names []string) string {
 // generator seeded by seed.
 func drawSubsets(names []string, k int, seed string) []string {
 	re := func(idx []int) string {
-		parts := make([]string, len(idx))
+		picked := make([]string, len(idx))
 		for i, j := range idx {
-			parts[i] = regexp.QuoteMeta(names[j])
+			picked[i] = names[j]
 		}
-		return strings.Join(parts, "|")
+		return alternation(picked)
 	}
 	var out []string
 	if binomial(len(names), k) <= MaxSubsets {

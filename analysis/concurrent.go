@@ -38,11 +38,10 @@ const MaxSubsets = 32
 // baseline selectors with instance=~"<subset>" and instance!~"<subset>"
 // added.
 //
-// That is what judges an events/trials KPI, and a continuous KPI whose
-// canary's instances were not there before the deploy (new pods). A
-// continuous KPI whose canary's instances were there is judged on their
-// own past instead, their offset from the others taken out
-// (ownCalibration, at the look).
+// That is what judges a KPI whose canary's instances were not there
+// before the deploy (new pods). A KPI whose canary's instances were there
+// is judged on their own past instead, their offset from the others taken
+// out (ownCalibration, ownCountsCalibration, at the look).
 func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, placebos int) (Calibrations, error) {
 	a := f.Analysis
 	window := Looks(a)
@@ -175,7 +174,7 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 			}
 		}
 	}
-	return detector.CalibrateConcurrentCounts(sides[0], sides[1], sides[2], sides[3], window, kpiSpec(rk).Bad, placebos), nil
+	return detector.CalibrateConcurrentCounts(sides[0], sides[1], sides[2], sides[3], 0, window, kpiSpec(rk).Bad, placebos), nil
 }
 
 // instanceSets returns, for each step of span (on the step grid from
@@ -416,5 +415,164 @@ func ownCalibration(ctx context.Context, src collector.Source, f *rules.File, rk
 	}
 	c = detector.CalibrateConcurrent([][]float64{sides[0]}, [][]float64{sides[1]}, lookback, window, kpiSpec(rk).Bad, placebos)
 	c.Offset = offset
+	return keep(&c)
+}
+
+// gatherConcurrentCounts is gatherConcurrent for an events/trials KPI: its
+// canary's and baseline's events and trials on the step grid of the
+// canary span, summed over the steps with counts (a step with trials and
+// no events sample has none, as everywhere), and which instances the
+// canary had at each step (from its trials). When every step's instances
+// with canary trials were there before the deploy, the KPI is judged on
+// their own past (ownCountsCalibration): the calibration of the first
+// such step's instances, and the rate offset of the instances of each
+// step weighted by the canary's trials there (k.RateOffset), its
+// variance the largest of theirs. Otherwise it is judged against the A/A
+// placebos of k.Calibration.
+func gatherConcurrentCounts(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, cq, bq rules.Queries, step time.Duration,
+	canary Span, cal Calibrations, k *detector.KPI) error {
+	var g [4][]float64
+	for i, x := range []struct{ query, what string }{
+		{cq.Events, "canary events"}, {cq.Trials, "canary trials"}, {bq.Events, "baseline events"}, {bq.Trials, "baseline trials"},
+	} {
+		v, err := onGrid(ctx, src, x.query, step, x.what, canary)
+		switch {
+		case err == nil:
+			g[i] = v[0]
+		case errors.Is(err, errNoSeries) && (i == 0 || i == 2):
+			g[i] = make([]float64, int(canary.To.Sub(canary.From)/step)+1) // no events yet: none
+		default:
+			return err
+		}
+	}
+	sets, err := instanceSets(ctx, src, cq.Trials, f.Selectors.Instance, canary, step)
+	if err != nil {
+		return err
+	}
+	valid := func(e, t float64) bool { return t >= 0 && !math.IsInf(t, 0) && (math.IsNaN(e) || e >= 0 && e <= t) }
+	var steps []int // steps with canary trials
+	for j := range g[1] {
+		for _, side := range []struct {
+			e, t   float64
+			counts *detector.Counts
+		}{{g[0][j], g[1][j], &k.CanaryCounts}, {g[2][j], g[3][j], &k.BaselineCounts}} {
+			if !math.IsNaN(side.t) && valid(side.e, side.t) {
+				if !math.IsNaN(side.e) {
+					side.counts.Events += side.e
+				}
+				side.counts.Trials += side.t
+			}
+		}
+		if t := g[1][j]; t > 0 && !math.IsInf(t, 0) {
+			steps = append(steps, j)
+		}
+	}
+	var (
+		own            *detector.Calibration
+		sum, w, offVar float64
+	)
+	for _, j := range steps {
+		if len(sets[j]) == 0 {
+			return nil // instances not known at a step: A/A
+		}
+		c, err := ownCountsCalibration(ctx, src, f, rk, bq, alternation(sets[j]), step, canary.From.Add(-step), cal)
+		if err != nil || c == nil {
+			return err // a failed source, or new instances: A/A
+		}
+		if own == nil {
+			own = c
+		}
+		sum, w = sum+g[1][j]*c.Offset, w+g[1][j]
+		offVar = math.Max(offVar, c.OffsetVar)
+	}
+	if own != nil {
+		k.Calibration, k.RateOffset, k.RateOffsetVar = own, sum/w, offVar
+	}
+	return nil
+}
+
+// ownCountsCalibration is ownCalibration for an events/trials KPI: the
+// events and trials of the instances re matches and of the others over
+// the history before the deploy, calibrated with the rule's lookback
+// (detector.CalibrateConcurrentCounts with one subset), the calibration's
+// Offset the difference of their pooled rates over the lookback before
+// the deploy and OffsetVar its variance. Nil when those instances have no
+// trials in that lookback (new instances). Kept in cal.
+func ownCountsCalibration(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, bq rules.Queries, re string, step time.Duration,
+	deployed time.Time, cal Calibrations) (*detector.Calibration, error) {
+	key := rk.Name + "\x00own\x00" + re
+	if c, ok := cal[key]; ok {
+		return c, nil
+	}
+	a := f.Analysis
+	label := f.Selectors.Instance
+	_, placebos := placebosOf(f)
+	lookback, window := int(a.Lookback/a.Step), Looks(a)
+	steps := min(placebos+lookback+window-1, MaxSeasonalHistory)
+	c := detector.Calibration{Lookback: lookback, Window: window, Subsets: 1, Counts: true}
+	keep := func(c *detector.Calibration) (*detector.Calibration, error) {
+		cal[key] = c
+		return c, nil
+	}
+	if lookback+window > steps {
+		c.Unavailable = fmt.Sprintf("lookback and window are %d steps: more than the %d steps of history a calibration reads", lookback+window, steps)
+		return keep(&c)
+	}
+	span := Span{From: deployed.Add(-time.Duration(steps-1) * step), To: deployed}
+	var sides [4][]float64 // canary events, trials; baseline events, trials
+	for i, x := range []struct {
+		query string
+		t     labels.MatchType
+	}{{bq.Events, labels.MatchRegexp}, {bq.Trials, labels.MatchRegexp}, {bq.Events, labels.MatchNotRegexp}, {bq.Trials, labels.MatchNotRegexp}} {
+		m, err := labels.NewMatcher(x.t, label, re)
+		if err == nil {
+			var q string
+			if q, err = rules.Inject(x.query, []*labels.Matcher{m}); err == nil {
+				var g [][]float64
+				if g, err = onGrid(ctx, src, q, step, "history of the canary's instances", span); err == nil {
+					sides[i] = g[0]
+				}
+			}
+		}
+		switch {
+		case err == nil:
+		case errors.Is(err, errNoSeries) && (i == 0 || i == 2):
+			sides[i] = make([]float64, steps) // no events: none
+		case errors.Is(err, errNoSeries) && i == 1:
+			return keep(nil) // new instances: no past
+		default:
+			if err := lookFailed(ctx, err); err != nil {
+				return nil, err
+			}
+			c.Unavailable = "the canary's instances' past: " + err.Error()
+			return keep(&c)
+		}
+	}
+	// A step with trials and no events sample has no events.
+	for _, p := range [][2]int{{0, 1}, {2, 3}} {
+		for j, e := range sides[p[0]] {
+			if math.IsNaN(e) && !math.IsNaN(sides[p[1]][j]) {
+				sides[p[0]][j] = 0
+			}
+		}
+	}
+	var cl, bl detector.Counts // the lookback before the deploy
+	for j := steps - lookback; j < steps; j++ {
+		for _, x := range []struct {
+			e, t float64
+			c    *detector.Counts
+		}{{sides[0][j], sides[1][j], &cl}, {sides[2][j], sides[3][j], &bl}} {
+			if x.e >= 0 && x.e <= x.t && !math.IsInf(x.t, 0) {
+				x.c.Events, x.c.Trials = x.c.Events+x.e, x.c.Trials+x.t
+			}
+		}
+	}
+	offset := detector.RateOffset(cl, bl)
+	if math.IsNaN(offset) {
+		return keep(nil)
+	}
+	c = detector.CalibrateConcurrentCounts([][]float64{sides[0]}, [][]float64{sides[1]}, [][]float64{sides[2]}, [][]float64{sides[3]},
+		lookback, window, kpiSpec(rk).Bad, placebos)
+	c.Offset, c.OffsetVar = offset, detector.RateOffsetVariance(cl, bl)
 	return keep(&c)
 }

@@ -173,6 +173,11 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 		k.Baseline, err = values(ctx, src, bq.Query, step, "baseline", baseline...)
 		return err
 	}
+	if c := k.Calibration; c != nil && c.Subsets > 0 && c.Counts {
+		// Concurrent across instances: on the canary's own past when its
+		// instances have one.
+		return gatherConcurrentCounts(ctx, src, f, rk, cq, bq, step, canary, cal, k)
+	}
 	for _, side := range []struct {
 		name   string
 		q      rules.Queries

@@ -930,8 +930,9 @@ func TestDrawSubsets(t *testing.T) {
 
 // TestReplayConcurrentEventsTrials: an error rate that is higher on one
 // instance than on the others for good fails a harmless canary on it by
-// the binomial test; calibrated on A/A comparisons among the instances it
-// passes, and a doubled rate still fails.
+// the binomial test; calibrated on its own past, less its rate offset
+// from the others, it passes, and a doubled or 1.3 times rate fails; a
+// new instance is judged on A/A comparisons among the instances.
 func TestReplayConcurrentEventsTrials(t *testing.T) {
 	const rulesFmt = `
 service: checkout
@@ -956,8 +957,12 @@ kpis:
 		reason   string
 	}{
 		{"binomial test, harmless", "", 1, detector.Fail, "×12 looks"},
-		{"calibrated, harmless", "instance: instance", 1, detector.Pass, "A/A placebos among the instances"},
-		{"calibrated, doubled", "instance: instance", 2, detector.Fail, "A/A placebos among the instances"},
+		{"calibrated, harmless", "instance: instance", 1, detector.Pass, "the canary's instances' own past"},
+		{"calibrated, doubled", "instance: instance", 2, detector.Fail, "the canary's instances' own past"},
+		{"calibrated, 1.3 times", "instance: instance", 1.3, detector.Fail, "the canary's instances' own past"},
+		// A new instance (no past): A/A comparisons, and a rate within the
+		// instances' spread passes.
+		{"new instance", "instance: instance", 1, detector.Pass, "A/A placebos among the instances"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := parseRules(t, fmt.Sprintf(rulesFmt, tc.instance))
@@ -973,7 +978,11 @@ kpis:
 					ss = append(ss, series(from, history+13, errs, v1("errors")...), series(from, history+13, reqs, v1("requests")...))
 					continue
 				}
-				v2 := func(m string) []string { return []string{"__name__", m, "instance", name, "version", "v2"} }
+				name2 := name
+				if tc.name == "new instance" {
+					name2 = "host-new:8080"
+				}
+				v2 := func(m string) []string { return []string{"__name__", m, "instance", name2, "version", "v2"} }
 				ss = append(ss, series(from, history+1, errs, v1("errors")...), series(from, history+1, reqs, v1("requests")...),
 					series(t0.Add(step), 12, func(int) float64 { return tc.factor * errs(0) }, v2("errors")...),
 					series(t0.Add(step), 12, reqs, v2("requests")...))

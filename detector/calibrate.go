@@ -49,9 +49,12 @@ type Calibration struct {
 	// Offset, for a calibration across instances with a lookback (a
 	// centred one, of the canary's own instances), is those instances'
 	// mean difference from the other instances over the lookback before
-	// the deploy (detector.Offset of its last lookback differences), set
-	// by the caller: what KPI.Offsets are made of.
-	Offset float64
+	// the deploy (Offset of its last lookback differences; for an
+	// events/trials KPI the RateOffset of their pooled counts), set by the
+	// caller: what KPI.Offsets and KPI.RateOffset are made of. OffsetVar
+	// is, for an events/trials KPI, the RateOffsetVariance of that
+	// estimate.
+	Offset, OffsetVar float64
 	// Unavailable, when not empty, says why the KPI could not be
 	// calibrated (its history names no instances, say): it is then
 	// inconclusive, with this reason.

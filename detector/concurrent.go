@@ -155,19 +155,21 @@ func ConcurrentStatistic(baseline, canary []float64, bad Direction, scale float6
 // and trials (canaryEvents[i], canaryTrials[i]) and the other instances'
 // (baselineEvents[i], baselineTrials[i]) at each step of the history on
 // the step grid, NaN where a step has no value. A placebo's statistic at
-// each look is the CountsStatistic of the subset's pooled counts over the
-// window so far against the other instances' over the same steps, as a
-// deploy's is; a step without valid counts on a side adds nothing to
-// that side, as in a deploy's own sums, and a window whose statistic is
-// never defined (no trials on a side) is left out. Placebos are placed as
-// CalibrateConcurrent places them.
-func CalibrateConcurrentCounts(canaryEvents, canaryTrials, baselineEvents, baselineTrials [][]float64, window int, bad Direction, max int) Calibration {
+// each look is the CountsStatisticOffset of the subset's pooled counts
+// over the window so far against the other instances' over the same
+// steps, less the subset's offset: the difference of their pooled rates
+// over the lookback steps before the window (with lookback 0, none). A
+// step without valid counts on a side adds nothing to that side, as in a
+// deploy's own sums; a window whose statistic is never defined (no trials
+// on a side), or whose lookback has no trials on a side, is left out.
+// Placebos are placed as CalibrateConcurrent places them.
+func CalibrateConcurrentCounts(canaryEvents, canaryTrials, baselineEvents, baselineTrials [][]float64, lookback, window int, bad Direction, max int) Calibration {
 	if max <= 0 {
 		max = MaxPlacebos
 	}
 	m := len(canaryEvents)
-	c := Calibration{Window: window, Subsets: m, Counts: true}
-	if window < 1 || m == 0 || len(canaryTrials) != m || len(baselineEvents) != m || len(baselineTrials) != m {
+	c := Calibration{Lookback: lookback, Window: window, Subsets: m, Counts: true}
+	if window < 1 || lookback < 0 || m == 0 || len(canaryTrials) != m || len(baselineEvents) != m || len(baselineTrials) != m {
 		return c
 	}
 	steps := len(canaryEvents[0])
@@ -178,31 +180,27 @@ func CalibrateConcurrentCounts(canaryEvents, canaryTrials, baselineEvents, basel
 			}
 		}
 	}
-	n := steps - window + 1
+	n := steps - lookback - window + 1
 	if n <= 0 {
 		return c
 	}
 	stride := (n*m + max - 1) / max
-	// prefix returns the prefix sums of the valid counts of one side.
-	prefix := func(events, trials []float64) (pe, pt []float64) {
-		pe, pt = make([]float64, steps+1), make([]float64, steps+1)
-		for j := range steps {
-			e, t := events[j], trials[j]
-			if !(e >= 0 && e <= t && !math.IsInf(t, 0)) {
-				e, t = 0, 0
-			}
-			pe[j+1], pt[j+1] = pe[j]+e, pt[j]+t
-		}
-		return pe, pt
-	}
 	for i := range m {
-		ce, ct := prefix(canaryEvents[i], canaryTrials[i])
-		be, bt := prefix(baselineEvents[i], baselineTrials[i])
-		for q := n - 1; q >= 0; q -= stride {
+		ce, ct := countsPrefix(canaryEvents[i], canaryTrials[i])
+		be, bt := countsPrefix(baselineEvents[i], baselineTrials[i])
+		for q := steps - window; q >= lookback; q -= stride {
+			off := 0.0
+			if lookback > 0 {
+				off = RateOffset(Counts{Events: ce[q] - ce[q-lookback], Trials: ct[q] - ct[q-lookback]},
+					Counts{Events: be[q] - be[q-lookback], Trials: bt[q] - bt[q-lookback]})
+				if math.IsNaN(off) {
+					continue
+				}
+			}
 			mx := math.Inf(-1)
 			for k := 1; k <= window; k++ {
-				z := CountsStatistic(Counts{Events: be[q+k] - be[q], Trials: bt[q+k] - bt[q]},
-					Counts{Events: ce[q+k] - ce[q], Trials: ct[q+k] - ct[q]}, bad)
+				z := CountsStatisticOffset(Counts{Events: be[q+k] - be[q], Trials: bt[q+k] - bt[q]},
+					Counts{Events: ce[q+k] - ce[q], Trials: ct[q+k] - ct[q]}, bad, off)
 				if !math.IsNaN(z) {
 					mx = math.Max(mx, z)
 				}
@@ -216,6 +214,58 @@ func CalibrateConcurrentCounts(canaryEvents, canaryTrials, baselineEvents, basel
 	}
 	sort.Float64s(c.Maxima)
 	return c
+}
+
+// countsPrefix returns the prefix sums of the valid counts of a series of
+// events and trials: the counts of steps [i, j) are pe[j] − pe[i] and
+// pt[j] − pt[i]. A step without valid counts adds nothing.
+func countsPrefix(events, trials []float64) (pe, pt []float64) {
+	pe, pt = make([]float64, len(events)+1), make([]float64, len(events)+1)
+	for j := range events {
+		e, t := events[j], trials[j]
+		if !(e >= 0 && e <= t && !math.IsInf(t, 0)) {
+			e, t = 0, 0
+		}
+		pe[j+1], pt[j+1] = pe[j]+e, pt[j]+t
+	}
+	return pe, pt
+}
+
+// RateOffset is how far the canary's pooled rate is above the baseline's:
+// canary.Events/canary.Trials − baseline.Events/baseline.Trials, NaN when
+// a side has no trials.
+func RateOffset(canary, baseline Counts) float64 {
+	if !(canary.Trials > 0) || !(baseline.Trials > 0) {
+		return math.NaN()
+	}
+	return canary.Events/canary.Trials - baseline.Events/baseline.Trials
+}
+
+// RateOffsetVariance is the binomial variance of RateOffset's estimate:
+// p(1 − p)(1/n_c + 1/n_b), p the two sides' pooled proportion.
+func RateOffsetVariance(canary, baseline Counts) float64 {
+	if !(canary.Trials > 0) || !(baseline.Trials > 0) {
+		return math.NaN()
+	}
+	p := (canary.Events + baseline.Events) / (canary.Trials + baseline.Trials)
+	return p * (1 - p) * (1/canary.Trials + 1/baseline.Trials)
+}
+
+// CountsStatisticOffset is CountsStatistic of the difference of the
+// rates less offset: (p̂_c − p̂_b − offset) / sqrt(p̄(1−p̄)(1/n_c + 1/n_b)),
+// oriented. With offset 0 it is CountsStatistic. NaN where that is, or
+// when offset is NaN.
+func CountsStatisticOffset(baseline, canary Counts, bad Direction, offset float64) float64 {
+	nb, nc := baseline.Trials, canary.Trials
+	if !(nb > 0) || !(nc > 0) || math.IsNaN(offset) {
+		return math.NaN()
+	}
+	p := (baseline.Events + canary.Events) / (nb + nc)
+	v := p * (1 - p) * (1/nb + 1/nc)
+	if !(v > 0) {
+		return math.NaN()
+	}
+	return orient((canary.Events/nc-baseline.Events/nb-offset)/math.Sqrt(v), bad)
 }
 
 // concurrentScale is the scale a concurrent calibration's statistic is

@@ -132,13 +132,16 @@ func TestCalibrateConcurrent(t *testing.T) {
 }
 
 // TestCalibrateConcurrentCounts: an error rate that differs between
-// instances for hours (each instance's rate is beta-distributed around
-// the fleet's and changes slowly) is calibrated on A/A comparisons among
-// them; the binomial test alone fails most harmless deploys.
+// instances for hours (each instance's log-rate is an AR(1) around the
+// fleet's) is calibrated on A/A comparisons among the instances and on
+// the canary's own past less its rate offset from the others; the
+// binomial test alone fails many harmless deploys. Both calibrations hold
+// alpha, and the canary's own past catches a 1.5× rate more often.
 func TestCalibrateConcurrentCounts(t *testing.T) {
 	const (
 		instances = 6
 		history   = 1500
+		lookback  = 48
 		window    = 12
 		alpha     = 0.05
 		deploys   = 200
@@ -146,7 +149,8 @@ func TestCalibrateConcurrentCounts(t *testing.T) {
 	)
 	r := rand.New(rand.NewPCG(3, 4))
 	src := rand.NewPCG(5, 6)
-	var binFail, calFail, caught int
+	var binFail int
+	var calFail, caught [2]int // A/A, own past
 	for range deploys {
 		steps := history + window
 		events := make([][]float64, instances)
@@ -178,43 +182,63 @@ func TestCalibrateConcurrentCounts(t *testing.T) {
 			e1, t1, e2, t2 := sums(map[int]bool{i: true}, 0, history)
 			ce, ct, be, bt = append(ce, e1), append(ct, t1), append(be, e2), append(bt, t2)
 		}
-		cal := CalibrateConcurrentCounts(ce, ct, be, bt, window, Increase, 0)
-		if !cal.Counts || cal.N() == 0 {
-			t.Fatalf("counts %v, %d placebos", cal.Counts, cal.N())
+		aa := CalibrateConcurrentCounts(ce, ct, be, bt, 0, window, Increase, 0)
+		if !aa.Counts || aa.N() == 0 {
+			t.Fatalf("counts %v, %d placebos", aa.Counts, aa.N())
 		}
-		e1, t1, e2, t2 := sums(map[int]bool{r.IntN(instances): true}, history, steps)
+		pick := r.IntN(instances)
+		own := CalibrateConcurrentCounts(ce[pick:pick+1], ct[pick:pick+1], be[pick:pick+1], bt[pick:pick+1], lookback, window, Increase, 0)
+		if n := history - lookback - window + 1; own.N() != n {
+			t.Fatalf("%d placebos of the canary's own past, want %d", own.N(), n)
+		}
+		var cl, bl Counts
+		for s := history - lookback; s < history; s++ {
+			cl.Events, cl.Trials = cl.Events+ce[pick][s], cl.Trials+ct[pick][s]
+			bl.Events, bl.Trials = bl.Events+be[pick][s], bl.Trials+bt[pick][s]
+		}
+		offset := RateOffset(cl, bl)
+		e1, t1, e2, t2 := sums(map[int]bool{pick: true}, history, steps)
 		var c, b Counts
-		m, mUp, minBin := math.Inf(-1), math.Inf(-1), 1.0
+		m, mUp := [2]float64{math.Inf(-1), math.Inf(-1)}, [2]float64{math.Inf(-1), math.Inf(-1)}
+		minBin := 1.0
 		for k := range window {
 			c.Events, c.Trials = c.Events+e1[k], c.Trials+t1[k]
 			b.Events, b.Trials = b.Events+e2[k], b.Trials+t2[k]
-			m = math.Max(m, CountsStatistic(b, c, Increase))
-			mUp = math.Max(mUp, CountsStatistic(b, Counts{Events: 2 * c.Events, Trials: c.Trials}, Increase))
+			up := Counts{Events: 1.5 * c.Events, Trials: c.Trials}
+			for i, off := range []float64{0, offset} {
+				m[i] = math.Max(m[i], CountsStatisticOffset(b, c, Increase, off))
+				mUp[i] = math.Max(mUp[i], CountsStatisticOffset(b, up, Increase, off))
+			}
 			res, err := Proportion(c, b, Options{Alternative: Greater})
 			if err == nil {
 				minBin = math.Min(minBin, res.PValue*window)
 			}
 		}
-		if cal.P(m) <= alpha {
-			calFail++
+		for i, cal := range []Calibration{aa, own} {
+			if cal.P(m[i]) <= alpha {
+				calFail[i]++
+			}
+			if cal.P(mUp[i]) <= alpha {
+				caught[i]++
+			}
 		}
 		if minBin <= alpha {
 			binFail++
 		}
-		if cal.P(mUp) <= alpha {
-			caught++
-		}
 	}
-	t.Logf("harmless deploys failed: %.1f%% calibrated, %.1f%% by the binomial test × looks; a doubled rate caught %.1f%%",
-		100*float64(calFail)/deploys, 100*float64(binFail)/deploys, 100*float64(caught)/deploys)
+	pct := func(n int) float64 { return 100 * float64(n) / deploys }
+	t.Logf("harmless deploys failed: %.1f%% on A/A comparisons, %.1f%% on the canary's own past, %.1f%% by the binomial test × looks; a 1.5× rate caught %.1f%% and %.1f%%",
+		pct(calFail[0]), pct(calFail[1]), pct(binFail), pct(caught[0]), pct(caught[1]))
 	if float64(binFail)/deploys < 4*alpha {
 		t.Errorf("the binomial test failed %d of %d: the rates do not show what calibration is for", binFail, deploys)
 	}
-	if float64(calFail)/deploys > 1.6*alpha {
-		t.Errorf("calibrated, %d of %d harmless deploys failed, want about %.0f%%", calFail, deploys, 100*alpha)
+	for i, name := range []string{"A/A comparisons", "the canary's own past"} {
+		if float64(calFail[i])/deploys > 1.6*alpha {
+			t.Errorf("on %s, %d of %d harmless deploys failed, want about %.0f%%", name, calFail[i], deploys, 100*alpha)
+		}
 	}
-	if float64(caught)/deploys < 0.5 {
-		t.Errorf("a doubled rate caught in %d of %d deploys, want most", caught, deploys)
+	if caught[1] <= caught[0] || float64(caught[1])/deploys < 0.5 {
+		t.Errorf("a 1.5× rate caught in %d of %d deploys on the canary's own past, %d on A/A comparisons: want most, and more on its own past", caught[1], deploys, caught[0])
 	}
 }
 
@@ -285,7 +309,7 @@ func TestCalibrateConcurrentCountsEmptyWindows(t *testing.T) {
 	ct := []float64{nan, nan, nan, nan, 100, 100, 100, 100}
 	be := []float64{3, 3, 3, 3, 3, 3, 3, 3}
 	bt := []float64{300, 300, 300, 300, 300, 300, 300, 300}
-	c := CalibrateConcurrentCounts([][]float64{ce}, [][]float64{ct}, [][]float64{be}, [][]float64{bt}, 2, Increase, 0)
+	c := CalibrateConcurrentCounts([][]float64{ce}, [][]float64{ct}, [][]float64{be}, [][]float64{bt}, 0, 2, Increase, 0)
 	// Windows at 0 … 6: those at 0, 1 and 2 have no canary trials.
 	if c.N() != 4 {
 		t.Errorf("%d placebos, want 4: %v", c.N(), c.Maxima)

@@ -18,16 +18,7 @@ import (
 // harmless deploy gets a z of 5 or 10. CalibrateCounts measures what the
 // z does at harmless deploys of the KPI's own past instead.
 func CountsStatistic(baseline, canary Counts, bad Direction) float64 {
-	nb, nc := baseline.Trials, canary.Trials
-	if !(nb > 0) || !(nc > 0) {
-		return math.NaN()
-	}
-	p := (baseline.Events + canary.Events) / (nb + nc)
-	v := p * (1 - p) * (1/nb + 1/nc)
-	if !(v > 0) {
-		return math.NaN()
-	}
-	return orient((canary.Events/nc-baseline.Events/nb)/math.Sqrt(v), bad)
+	return CountsStatisticOffset(baseline, canary, bad, 0)
 }
 
 // CalibrateCounts is CalibrateInPhase for an events/trials KPI (its daily

@@ -303,6 +303,10 @@ func windowP(kv *KPIVerdict, k KPI, looks int, firstAlpha float64) {
 			kv.PValue = math.NaN()
 			return
 		}
+		if c.Counts && c.Subsets > 0 && c.Lookback > 0 {
+			centredCountsP(kv, k, c, looks)
+			return
+		}
 		if c.Counts {
 			// The conformal p of this look's z among the placebos' window
 			// maxima (the first look whose z passes the threshold is the
@@ -552,4 +556,43 @@ func centredLevels(kv *KPIVerdict, k KPI, offset float64) {
 	}
 	kv.EffectLow, kv.EffectHigh = math.NaN(), math.NaN()
 	kv.setRelative()
+}
+
+// centredCountsP is windowP for an events/trials KPI judged on its
+// canary's own past (a centred calibration across instances): the
+// conformal p of the two-proportion z less the canary's rate offset,
+// never below the binomial test of that difference in differences times
+// the looks, its variance the window's plus the offset's own
+// (RateOffsetVar): on binomial data the placebos can only make it
+// stricter. The levels are stated as judged (the baseline level is the
+// others' rate plus the offset).
+func centredCountsP(kv *KPIVerdict, k KPI, c *Calibration, looks int) {
+	off, offVar := k.RateOffset, k.RateOffsetVar
+	if math.IsNaN(off) || math.IsNaN(offVar) {
+		kv.Reason = "the canary's rate offset from the other instances before the deploy is not known"
+		kv.PValue, kv.NoData = math.NaN(), true
+		return
+	}
+	cb, cc := k.BaselineCounts, k.CanaryCounts
+	z := CountsStatisticOffset(cb, cc, k.Bad, off)
+	floor := 1.0
+	if nb, nc := cb.Trials, cc.Trials; nb > 0 && nc > 0 {
+		p := (cb.Events + cc.Events) / (nb + nc)
+		if v := p*(1-p)*(1/nb+1/nc) + offVar; v > 0 {
+			zf := (cc.Events/nc - cb.Events/nb - off) / math.Sqrt(v)
+			floor = 0.5 * math.Erfc(orient(zf, k.Bad)/math.Sqrt2)
+			if k.Bad == Either {
+				floor *= 2
+			}
+		}
+	}
+	kv.Looks, kv.Offset = looks, off
+	kv.PValue = math.Max(c.P(z), math.Min(1, floor*float64(looks)))
+	if cb.Trials > 0 && cc.Trials > 0 {
+		kv.BaselineLevel = cb.Events/cb.Trials + off
+		kv.CanaryLevel = cc.Events / cc.Trials
+		kv.Effect = kv.CanaryLevel - kv.BaselineLevel
+		kv.EffectLow, kv.EffectHigh = math.NaN(), math.NaN()
+		kv.setRelative()
+	}
 }

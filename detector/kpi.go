@@ -126,6 +126,13 @@ type KPI struct {
 	// the instances it had at each step. Such a KPI without them, or with
 	// a NaN among them, is inconclusive.
 	Offsets []float64
+	// RateOffset is Offsets for an events/trials KPI: the difference of
+	// the canary's instances' pooled rate from the other instances' over
+	// the lookback before the deploy (weighted by the canary's trials at
+	// each step, when its instances change), and RateOffsetVar the
+	// binomial variance of that estimate (RateOffsetVariance). NaN or
+	// unset makes such a KPI inconclusive.
+	RateOffset, RateOffsetVar float64
 
 	// Missing, when set, says why the KPI's data could not be had (the
 	// query failed, returned nothing, or more than one series); the KPI is

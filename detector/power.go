@@ -102,6 +102,10 @@ func minDetectable(kv *KPIVerdict, k KPI) float64 {
 			return math.Inf(1)
 		}
 		p := cb.Events / cb.Trials
+		if c := k.Calibration; c != nil && c.Counts && c.Subsets > 0 && c.Lookback > 0 && !math.IsNaN(k.RateOffset) {
+			// Judged on its own past: where the canary's rate would be.
+			p = math.Min(math.Max(p+k.RateOffset, 0), 1)
+		}
 		if p == 0 {
 			p = 0.5 / cb.Trials // no event yet: half an event's worth of rate
 		}

@@ -182,3 +182,78 @@ func TestRealPrometheusConcurrent(t *testing.T) {
 		})
 	}
 }
+
+// TestRealPrometheusConcurrentEventsTrials: TestRealPrometheusConcurrent
+// for an events/trials KPI: a harmless canary on the instance with the
+// highest error rate, its rate 1.3 times, and a new instance.
+func TestRealPrometheusConcurrentEventsTrials(t *testing.T) {
+	url := promtest.URL(t)
+	ctx := context.Background()
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	prom, err := remote.New(remote.Options{URL: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prom.Close()
+	for i, tc := range []struct {
+		name    string
+		factor  float64
+		renamed bool
+		want    detector.Outcome
+	}{
+		{"harmless", 1, false, detector.Pass},
+		{"1.3 times", 1.3, false, detector.Fail},
+		{"new instance", 1, true, detector.Pass},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			run := fmt.Sprintf("concurrent-counts-%s-%d", hex.EncodeToString(b), i)
+			ss := countsFleet([]float64{0.013, 0.01, 0.009, 0.011, 0.01}, 400, tc.factor, tc.renamed)
+			for i, s := range ss {
+				s.Labels["immune_test"] = run
+				if s.Labels["instance"] == "host-0:8080" && s.Labels["version"] == "v1" {
+					// Ended with a staleness marker, as a scrape ends it
+					// (see TestRealPrometheusConcurrent).
+					ss[i].Samples = append(s.Samples, collector.Sample{T: t0.Add(time.Second), V: math.Float64frombits(value.StaleNaN)})
+				}
+			}
+			embeddedStore := store(t, ss...)
+			if err := promtest.RemoteWrite(ctx, url, ss); err != nil {
+				t.Fatal(err)
+			}
+			rf := parseRules(t, fmt.Sprintf(`
+service: checkout
+analysis: {baseline: concurrent, window: 1h, step: 5m, alpha: 0.01}
+selectors:
+  canary: '{version="$version"}'
+  baseline: '{version="$previous_version"}'
+  instance: instance
+kpis:
+  - name: errors
+    events: sum(errors{immune_test=%q})
+    trials: sum(requests{immune_test=%q})
+    bad: increase
+`, run, run))
+			d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
+			want, err := Replay(ctx, embeddedStore, rf, d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := Replay(ctx, prom, rf, d, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w, g := want.Verdict.KPIs[0], got.Verdict.KPIs[0]
+			if want.Verdict.Outcome != tc.want || got.Verdict.Outcome != want.Verdict.Outcome || got.Looks != want.Looks ||
+				math.Abs(g.PValue-w.PValue) > 1e-12 || g.Placebos != w.Placebos || g.Placebos == 0 {
+				t.Errorf("Prometheus %v after %d looks (%s); embedded %v after %d looks (%s); want %v",
+					got.Verdict.Outcome, got.Looks, g.Sentence, want.Verdict.Outcome, want.Looks, w.Sentence, tc.want)
+			}
+			if own := strings.Contains(g.Sentence, "own past"); own == tc.renamed {
+				t.Errorf("judged on the canary's own past: %v, want %v: %s", own, !tc.renamed, g.Sentence)
+			}
+		})
+	}
+}

@@ -948,7 +948,7 @@ kpis:
     bad: increase
 `
 	const history = 400
-	rates := []float64{0.013, 0.01, 0.009, 0.011, 0.01} // of 10 000 requests a step
+	rates := []float64{0.013, 0.01, 0.009, 0.011, 0.01}
 	for _, tc := range []struct {
 		name     string
 		instance string
@@ -966,27 +966,7 @@ kpis:
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := parseRules(t, fmt.Sprintf(rulesFmt, tc.instance))
-			from := t0.Add(-time.Duration(history) * step)
-			var ss []collector.Series
-			for i, rate := range rates {
-				r := rand.New(rand.NewPCG(uint64(i), 5))
-				errs := func(int) float64 { return math.Round(10000 * rate * (1 + 0.1*r.NormFloat64())) }
-				name := fmt.Sprintf("host-%d:8080", i)
-				reqs := func(int) float64 { return 10000 }
-				v1 := func(m string) []string { return []string{"__name__", m, "instance", name, "version", "v1"} }
-				if i != 0 {
-					ss = append(ss, series(from, history+13, errs, v1("errors")...), series(from, history+13, reqs, v1("requests")...))
-					continue
-				}
-				name2 := name
-				if tc.name == "new instance" {
-					name2 = "host-new:8080"
-				}
-				v2 := func(m string) []string { return []string{"__name__", m, "instance", name2, "version", "v2"} }
-				ss = append(ss, series(from, history+1, errs, v1("errors")...), series(from, history+1, reqs, v1("requests")...),
-					series(t0.Add(step), 12, func(int) float64 { return tc.factor * errs(0) }, v2("errors")...),
-					series(t0.Add(step), 12, reqs, v2("requests")...))
-			}
+			ss := countsFleet(rates, history, tc.factor, tc.name == "new instance")
 			d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
 			dec, err := Replay(context.Background(), store(t, ss...), f, d, nil)
 			if err != nil {
@@ -1140,4 +1120,34 @@ func TestConcurrentTooLongLookback(t *testing.T) {
 	if k := v.KPIs[0]; v.Outcome != detector.Inconclusive || !strings.Contains(k.Reason, "more than the 100000 steps of history a calibration reads") {
 		t.Errorf("%v: %s", v.Outcome, k.Sentence)
 	}
+}
+
+// countsFleet is a fleet of instances host-0 … host-n with errors and
+// requests per 5-minute step (10 000 requests, errors at rates[i] with
+// 10 % noise), history steps before t0 and 12 after. Instance 0 is the
+// canary: version v2 after t0 (its errors times factor; named host-new
+// when renamed, a new instance), v1 up to t0; the others v1 throughout.
+func countsFleet(rates []float64, history int, factor float64, renamed bool) []collector.Series {
+	from := t0.Add(-time.Duration(history) * step)
+	var ss []collector.Series
+	for i, rate := range rates {
+		r := rand.New(rand.NewPCG(uint64(i), 5))
+		errs := func(int) float64 { return math.Round(10000 * rate * (1 + 0.1*r.NormFloat64())) }
+		reqs := func(int) float64 { return 10000 }
+		name := fmt.Sprintf("host-%d:8080", i)
+		v1 := func(m string) []string { return []string{"__name__", m, "instance", name, "version", "v1"} }
+		if i != 0 {
+			ss = append(ss, series(from, history+13, errs, v1("errors")...), series(from, history+13, reqs, v1("requests")...))
+			continue
+		}
+		name2 := name
+		if renamed {
+			name2 = "host-new:8080"
+		}
+		v2 := func(m string) []string { return []string{"__name__", m, "instance", name2, "version", "v2"} }
+		ss = append(ss, series(from, history+1, errs, v1("errors")...), series(from, history+1, reqs, v1("requests")...),
+			series(t0.Add(step), 12, func(int) float64 { return factor * errs(0) }, v2("errors")...),
+			series(t0.Add(step), 12, reqs, v2("requests")...))
+	}
+	return ss
 }

@@ -219,6 +219,10 @@ func values(ctx context.Context, src collector.Source, query string, step time.D
 // error that says so.
 func rangeSamples(ctx context.Context, src collector.Source, query string, step time.Duration, what string, spans []Span, each func(span int, p collector.Sample)) error {
 	for i, sp := range spans {
+		// A span read in pieces (a long history) may have pieces without
+		// the series (a counter created partway): only a span without it
+		// in any piece has no data.
+		found := false
 		for _, s := range split([]Span{sp}, step) {
 			m, _, err := src.QueryRange(ctx, query, s.From, s.To, step)
 			if err != nil {
@@ -226,9 +230,9 @@ func rangeSamples(ctx context.Context, src collector.Source, query string, step 
 			}
 			switch len(m) {
 			case 0:
-				return fmt.Errorf("no %s data: %w from %s to %s",
-					what, errNoSeries, s.From.UTC().Format(time.RFC3339), s.To.UTC().Format(time.RFC3339))
+				continue
 			case 1:
+				found = true
 			default:
 				return fmt.Errorf("%s query returned %d series (%s, …): aggregate it to one, with sum() or avg()",
 					what, len(m), m[0].Labels)
@@ -238,6 +242,10 @@ func rangeSamples(ctx context.Context, src collector.Source, query string, step 
 					each(i, p)
 				}
 			}
+		}
+		if !found {
+			return fmt.Errorf("no %s data: %w from %s to %s",
+				what, errNoSeries, sp.From.UTC().Format(time.RFC3339), sp.To.UTC().Format(time.RFC3339))
 		}
 	}
 	return nil

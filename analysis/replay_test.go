@@ -2,6 +2,7 @@ package analysis
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -1150,4 +1151,25 @@ func countsFleet(rates []float64, history int, factor float64, renamed bool) []c
 			series(t0.Add(step), 12, reqs, v2("requests")...))
 	}
 	return ss
+}
+
+// TestOnGridPartlyEmpty: a history read in pieces (more than maxPoints
+// steps) where the series exists only in the last piece (a counter
+// created partway) gives its values there and NaN before, not "no data";
+// a span without the series in any piece is errNoSeries.
+func TestOnGridPartlyEmpty(t *testing.T) {
+	const n = maxPoints + 500
+	from := t0.Add(-time.Duration(n-1) * step)
+	late := maxPoints + 100 // the first step with a sample
+	src := store(t, series(from.Add(time.Duration(late)*step), n-late, func(i int) float64 { return float64(i) }, "__name__", "errors"))
+	g, err := onGrid(context.Background(), src, "errors", step, "history", Span{From: from, To: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !math.IsNaN(g[0][late-1]) || g[0][late] != 0 || g[0][n-1] != float64(n-1-late) {
+		t.Errorf("steps %d, %d, %d: %v %v %v", late-1, late, n-1, g[0][late-1], g[0][late], g[0][n-1])
+	}
+	if _, err := onGrid(context.Background(), src, "requests", step, "history", Span{From: from, To: t0}); !errors.Is(err, errNoSeries) {
+		t.Errorf("a series absent throughout: %v, want errNoSeries", err)
+	}
 }

@@ -114,8 +114,9 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 	subsets := drawSubsets(names, min(size, len(names)-1), id)
 	empty.Subsets = len(subsets)
 	// read returns, for each subset, the history of query with the subset's
-	// matcher added (in: the subset, else the other instances).
-	read := func(query, what string, in bool) ([][]float64, error) {
+	// matcher added (in: the subset, else the other instances); for events,
+	// none where the query has no series.
+	read := func(query, what string, in, events bool) ([][]float64, error) {
 		out := make([][]float64, len(subsets))
 		for i, s := range subsets {
 			t := labels.MatchRegexp
@@ -131,6 +132,11 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 				return nil, err
 			}
 			g, err := onGrid(ctx, src, iq, step, what, span)
+			if errors.Is(err, errNoSeries) && events {
+				// No events series: no event happened (an error counter
+				// created with the first error).
+				g, err = [][]float64{make([]float64, int(span.To.Sub(span.From)/step)+1)}, nil
+			}
 			if err != nil {
 				return nil, err
 			}
@@ -139,11 +145,11 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 		return out, nil
 	}
 	if !rk.IsRatio() {
-		c, err := read(q.Query, "history of a subset of instances", true)
+		c, err := read(q.Query, "history of a subset of instances", true, false)
 		if err != nil {
 			return unavailable(err)
 		}
-		b, err := read(q.Query, "history of the other instances", false)
+		b, err := read(q.Query, "history of the other instances", false, false)
 		if err != nil {
 			return unavailable(err)
 		}
@@ -159,7 +165,7 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 		{q.Events, "history events of the other instances", false},
 		{q.Trials, "history trials of the other instances", false},
 	} {
-		if sides[i], err = read(x.query, x.what, x.in); err != nil {
+		if sides[i], err = read(x.query, x.what, x.in, i%2 == 0); err != nil {
 			return unavailable(err)
 		}
 	}
@@ -338,6 +344,10 @@ func gatherConcurrent(ctx context.Context, src collector.Source, f *rules.File, 
 		if err != nil || c == nil {
 			return err // a failed source, or new instances: A/A
 		}
+		if c.Unavailable != "" {
+			k.Calibration = c // inconclusive, with why
+			return nil
+		}
 		if own == nil {
 			own = c
 		}
@@ -467,27 +477,65 @@ func gatherConcurrentCounts(ctx context.Context, src collector.Source, f *rules.
 			steps = append(steps, j)
 		}
 	}
-	var (
-		own            *detector.Calibration
-		sum, w, offVar float64
-	)
+	// Segments: the steps with one set of instances, in order of first
+	// appearance; each with the canary's trials and the baseline's counts.
+	type segment struct {
+		own    *detector.Calibration
+		trials float64 // the canary's
+		base   detector.Counts
+	}
+	segs := map[string]*segment{}
+	var order []*segment // in order of first appearance: sums in a fixed order
 	for _, j := range steps {
 		if len(sets[j]) == 0 {
 			return nil // instances not known at a step: A/A
 		}
-		c, err := ownCountsCalibration(ctx, src, f, rk, bq, alternation(sets[j]), step, canary.From.Add(-step), cal)
-		if err != nil || c == nil {
-			return err // a failed source, or new instances: A/A
+		re := alternation(sets[j])
+		sg := segs[re]
+		if sg == nil {
+			c, err := ownCountsCalibration(ctx, src, f, rk, bq, re, step, canary.From.Add(-step), cal)
+			if err != nil || c == nil {
+				return err // a failed source, or new instances: A/A
+			}
+			if c.Unavailable != "" {
+				k.Calibration = c // inconclusive, with why
+				return nil
+			}
+			sg = &segment{own: c}
+			segs[re] = sg
+			order = append(order, sg)
 		}
-		if own == nil {
-			own = c
+		sg.trials += g[1][j]
+		if e, t := g[2][j], g[3][j]; !math.IsNaN(t) && valid(e, t) {
+			if !math.IsNaN(e) {
+				sg.base.Events += e
+			}
+			sg.base.Trials += t
 		}
-		sum, w = sum+g[1][j]*c.Offset, w+g[1][j]
-		offVar = math.Max(offVar, c.OffsetVar)
 	}
-	if own != nil {
-		k.Calibration, k.RateOffset, k.RateOffsetVar = own, sum/w, offVar
+	if len(order) == 0 || !(k.BaselineCounts.Trials > 0) {
+		return nil
 	}
+	first := order[0]
+	// Where the canary's rate would be had nothing changed: in each
+	// segment the others' rate there plus the segment's instances' offset,
+	// weighted by the canary's trials; less the baseline's pooled rate,
+	// which the statistic compares with. With one set of instances that is
+	// the set's offset, as each placebo's.
+	expected, n := 0.0, 0.0
+	for _, sg := range order {
+		rate := k.BaselineCounts.Events / k.BaselineCounts.Trials
+		if sg.base.Trials > 0 {
+			rate = sg.base.Events / sg.base.Trials
+		}
+		expected, n = expected+sg.trials*(rate+sg.own.Offset), n+sg.trials
+	}
+	k.Calibration = first.own
+	k.RateOffset = expected/n - k.BaselineCounts.Events/k.BaselineCounts.Trials
+	if len(order) == 1 {
+		k.RateOffset = first.own.Offset // exactly the placebos' arithmetic
+	}
+	k.CanaryBefore, k.BaselineBefore = first.own.Before[0], first.own.Before[1]
 	return nil
 }
 
@@ -573,6 +621,6 @@ func ownCountsCalibration(ctx context.Context, src collector.Source, f *rules.Fi
 	}
 	c = detector.CalibrateConcurrentCounts([][]float64{sides[0]}, [][]float64{sides[1]}, [][]float64{sides[2]}, [][]float64{sides[3]},
 		lookback, window, kpiSpec(rk).Bad, placebos)
-	c.Offset, c.OffsetVar = offset, detector.RateOffsetVariance(cl, bl)
+	c.Offset, c.Before = offset, [2]detector.Counts{cl, bl}
 	return keep(&c)
 }

@@ -115,11 +115,12 @@ func lookFailed(ctx context.Context, err error) error {
 // kpiSpec maps a rule file KPI onto the detector's, data aside.
 func kpiSpec(rk *rules.KPI) detector.KPI {
 	k := detector.KPI{
-		Name:      rk.Name,
-		Critical:  rk.Critical,
-		Weight:    rk.Weight,
-		HasCounts: rk.IsRatio(),
-		MinEffect: detector.MinEffect{Value: rk.MinEffect.Value, Relative: rk.MinEffect.Relative},
+		Name:       rk.Name,
+		Critical:   rk.Critical,
+		Weight:     rk.Weight,
+		HasCounts:  rk.IsRatio(),
+		MinEffect:  detector.MinEffect{Value: rk.MinEffect.Value, Relative: rk.MinEffect.Relative},
+		RateOffset: math.NaN(), // set by gatherConcurrentCounts when known
 	}
 	switch rk.Bad {
 	case rules.Increase:

@@ -1173,3 +1173,75 @@ func TestOnGridPartlyEmpty(t *testing.T) {
 		t.Errorf("a series absent throughout: %v, want errNoSeries", err)
 	}
 }
+
+// TestConcurrentEventsTrialsLaterGroup: a second rollout group joining an
+// events/trials canary. The canary's pooled rate is compared with the
+// baseline's pooled rate, and the group's joining changes both sides'
+// make-up from its step on: where the instances' rates differ, the
+// expected canary rate must be built segment by segment (the others' rate
+// in each plus that segment's instances' offset), or harmless deploys
+// fail the more, the more traffic. At 1 000 000 requests a step, 20
+// harmless deploys with the group joining at step 7 fail no more than
+// alpha allows (0 of 20; with the canary-trials-weighted mean of the
+// segments' offsets alone, 13 of 20 failed).
+func TestConcurrentEventsTrialsLaterGroup(t *testing.T) {
+	f := parseRules(t, `
+service: checkout
+analysis: {baseline: concurrent, window: 1h, step: 5m, alpha: 0.05}
+selectors:
+  canary: '{version="$version"}'
+  baseline: '{version="$previous_version"}'
+  instance: instance
+kpis:
+  - name: errors
+    events: sum(errors)
+    trials: sum(requests)
+    bad: increase
+`)
+	const history, window, reqs = 400, 12, 1e6
+	rates := []float64{0.013, 0.01, 0.009, 0.011, 0.01}
+	joins := map[int]int{0: 0, 1: 6, 2: 6} // host → steps after the deploy it moves to v2
+	from := t0.Add(-time.Duration(history) * step)
+	fails := 0
+	for seed := range 20 {
+		var ss []collector.Series
+		for i, rate := range rates {
+			r := rand.New(rand.NewPCG(uint64(i), uint64(seed)))
+			errs := func(int) float64 { return math.Round(reqs * rate * (1 + 0.02*r.NormFloat64())) }
+			n := func(int) float64 { return reqs }
+			name := fmt.Sprintf("host-%d:8080", i)
+			ls := func(m, v string) []string { return []string{"__name__", m, "instance", name, "version", v} }
+			after, moves := joins[i]
+			if !moves {
+				ss = append(ss, series(from, history+window+1, errs, ls("errors", "v1")...), series(from, history+window+1, n, ls("requests", "v1")...))
+				continue
+			}
+			// One draw per step whatever the version, so that the series
+			// before and after the move are one instance's.
+			vals := make([]float64, history+window+1)
+			for j := range vals {
+				vals[j] = errs(j)
+			}
+			at := func(off int) func(int) float64 { return func(j int) float64 { return vals[off+j] } }
+			ss = append(ss, series(from, history+after+1, at(0), ls("errors", "v1")...), series(from, history+after+1, n, ls("requests", "v1")...),
+				series(t0.Add(time.Duration(after+1)*step), window-after, at(history+after+1), ls("errors", "v2")...),
+				series(t0.Add(time.Duration(after+1)*step), window-after, n, ls("requests", "v2")...))
+		}
+		d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1, 2, 2}}
+		dec, err := Replay(context.Background(), store(t, ss...), f, d, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := dec.Verdict.KPIs[0]
+		if !strings.Contains(k.Sentence, "own past") {
+			t.Fatalf("seed %d: not judged on the canary's own past: %s", seed, k.Sentence)
+		}
+		if dec.Verdict.Outcome == detector.Fail {
+			fails++
+			t.Logf("seed %d failed at look %d: %s", seed, dec.Looks, k.Sentence)
+		}
+	}
+	if fails > 3 {
+		t.Errorf("%d of 20 harmless deploys failed at alpha 5%%", fails)
+	}
+}

@@ -51,10 +51,11 @@ type Calibration struct {
 	// mean difference from the other instances over the lookback before
 	// the deploy (Offset of its last lookback differences; for an
 	// events/trials KPI the RateOffset of their pooled counts), set by the
-	// caller: what KPI.Offsets and KPI.RateOffset are made of. OffsetVar
-	// is, for an events/trials KPI, the RateOffsetVariance of that
-	// estimate.
-	Offset, OffsetVar float64
+	// caller: what KPI.Offsets and KPI.RateOffset are made of. Before,
+	// for an events/trials KPI, are the lookback's counts behind it: of
+	// the canary's instances and of the others.
+	Offset float64
+	Before [2]Counts
 	// Unavailable, when not empty, says why the KPI could not be
 	// calibrated (its history names no instances, say): it is then
 	// inconclusive, with this reason.

@@ -241,16 +241,6 @@ func RateOffset(canary, baseline Counts) float64 {
 	return canary.Events/canary.Trials - baseline.Events/baseline.Trials
 }
 
-// RateOffsetVariance is the binomial variance of RateOffset's estimate:
-// p(1 − p)(1/n_c + 1/n_b), p the two sides' pooled proportion.
-func RateOffsetVariance(canary, baseline Counts) float64 {
-	if !(canary.Trials > 0) || !(baseline.Trials > 0) {
-		return math.NaN()
-	}
-	p := (canary.Events + baseline.Events) / (canary.Trials + baseline.Trials)
-	return p * (1 - p) * (1/canary.Trials + 1/baseline.Trials)
-}
-
 // CountsStatisticOffset is CountsStatistic of the difference of the
 // rates less offset: (p̂_c − p̂_b − offset) / sqrt(p̄(1−p̄)(1/n_c + 1/n_b)),
 // oriented. With offset 0 it is CountsStatistic. NaN where that is, or

@@ -562,13 +562,15 @@ func centredLevels(kv *KPIVerdict, k KPI, offset float64) {
 // canary's own past (a centred calibration across instances): the
 // conformal p of the two-proportion z less the canary's rate offset,
 // never below the binomial test of that difference in differences times
-// the looks, its variance the window's plus the offset's own
-// (RateOffsetVar): on binomial data the placebos can only make it
-// stricter. The levels are stated as judged (the baseline level is the
-// others' rate plus the offset).
+// the looks. The floor's variance is each side's own, its rate pooled
+// over its window and lookback: p_c(1−p_c)(1/n_c + 1/n_c0) +
+// p_b(1−p_b)(1/n_b + 1/n_b0) (a variance pooled over both sides would
+// understate it where the canary's rate is above the others', the case
+// the offset is for). The levels are stated as judged (the baseline
+// level is the others' rate plus the offset).
 func centredCountsP(kv *KPIVerdict, k KPI, c *Calibration, looks int) {
-	off, offVar := k.RateOffset, k.RateOffsetVar
-	if math.IsNaN(off) || math.IsNaN(offVar) {
+	off := k.RateOffset
+	if math.IsNaN(off) {
 		kv.Reason = "the canary's rate offset from the other instances before the deploy is not known"
 		kv.PValue, kv.NoData = math.NaN(), true
 		return
@@ -576,14 +578,11 @@ func centredCountsP(kv *KPIVerdict, k KPI, c *Calibration, looks int) {
 	cb, cc := k.BaselineCounts, k.CanaryCounts
 	z := CountsStatisticOffset(cb, cc, k.Bad, off)
 	floor := 1.0
-	if nb, nc := cb.Trials, cc.Trials; nb > 0 && nc > 0 {
-		p := (cb.Events + cc.Events) / (nb + nc)
-		if v := p*(1-p)*(1/nb+1/nc) + offVar; v > 0 {
-			zf := (cc.Events/nc - cb.Events/nb - off) / math.Sqrt(v)
-			floor = 0.5 * math.Erfc(orient(zf, k.Bad)/math.Sqrt2)
-			if k.Bad == Either {
-				floor *= 2
-			}
+	if v := sideVariance(cc, k.CanaryBefore) + sideVariance(cb, k.BaselineBefore); v > 0 && cb.Trials > 0 && cc.Trials > 0 {
+		zf := (cc.Events/cc.Trials - cb.Events/cb.Trials - off) / math.Sqrt(v)
+		floor = 0.5 * math.Erfc(orient(zf, k.Bad)/math.Sqrt2)
+		if k.Bad == Either {
+			floor *= 2
 		}
 	}
 	kv.Looks, kv.Offset = looks, off
@@ -595,4 +594,15 @@ func centredCountsP(kv *KPIVerdict, k KPI, c *Calibration, looks int) {
 		kv.EffectLow, kv.EffectHigh = math.NaN(), math.NaN()
 		kv.setRelative()
 	}
+}
+
+// sideVariance is the binomial variance of the difference of a side's
+// rate over its window (w) and over its lookback (b), its rate pooled
+// over both: p(1−p)(1/n_w + 1/n_b). 0 when either has no trials.
+func sideVariance(w, b Counts) float64 {
+	if !(w.Trials > 0) || !(b.Trials > 0) {
+		return 0
+	}
+	p := (w.Events + b.Events) / (w.Trials + b.Trials)
+	return p * (1 - p) * (1/w.Trials + 1/b.Trials)
 }

@@ -126,13 +126,18 @@ type KPI struct {
 	// the instances it had at each step. Such a KPI without them, or with
 	// a NaN among them, is inconclusive.
 	Offsets []float64
-	// RateOffset is Offsets for an events/trials KPI: the difference of
-	// the canary's instances' pooled rate from the other instances' over
-	// the lookback before the deploy (weighted by the canary's trials at
-	// each step, when its instances change), and RateOffsetVar the
-	// binomial variance of that estimate (RateOffsetVariance). NaN or
-	// unset makes such a KPI inconclusive.
-	RateOffset, RateOffsetVar float64
+	// RateOffset is Offsets for an events/trials KPI: how far above the
+	// baseline's pooled rate the canary's would be had nothing changed,
+	// from the difference of the canary's instances' pooled rate from the
+	// other instances' over the lookback before the deploy (when the
+	// canary's instances change, the canary-trials-weighted mean over the
+	// segments with one set of instances of the others' rate there plus
+	// that set's offset, less the baseline's pooled rate). CanaryBefore
+	// and BaselineBefore are the lookback's counts behind it (of the
+	// first set of instances): the binomial floor's variance counts them.
+	// A NaN RateOffset makes such a KPI inconclusive.
+	RateOffset                   float64
+	CanaryBefore, BaselineBefore Counts
 
 	// Missing, when set, says why the KPI's data could not be had (the
 	// query failed, returned nothing, or more than one series); the KPI is

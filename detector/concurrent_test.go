@@ -320,3 +320,46 @@ func TestCalibrateConcurrentCountsEmptyWindows(t *testing.T) {
 		}
 	}
 }
+
+// TestDidFloor: on binomial data, the floor of an events/trials KPI on its
+// canary's own past (the binomial test of the difference in differences,
+// times the looks) fails at most about alpha of harmless windows, also
+// where the canary's rate is well above the others' (a variance pooled
+// over both sides would understate it there).
+func TestDidFloor(t *testing.T) {
+	const (
+		lookback, window = 48, 12
+		nc, nb           = 1000, 9000 // trials a step
+		alpha            = 0.05
+		windows          = 2000
+	)
+	src := rand.NewPCG(8, 9)
+	draw := func(n int, p float64) float64 { return distuv.Binomial{N: float64(n), P: p, Src: src}.Rand() }
+	for _, rates := range [][2]float64{{0.01, 0.01}, {0.02, 0.01}, {0.04, 0.01}} {
+		fails := 0
+		for range windows {
+			var cl, bl Counts
+			for range lookback {
+				cl.Events, cl.Trials = cl.Events+draw(nc, rates[0]), cl.Trials+nc
+				bl.Events, bl.Trials = bl.Events+draw(nb, rates[1]), bl.Trials+nb
+			}
+			k := KPI{Bad: Increase, RateOffset: RateOffset(cl, bl), CanaryBefore: cl, BaselineBefore: bl}
+			for range window {
+				k.CanaryCounts.Events, k.CanaryCounts.Trials = k.CanaryCounts.Events+draw(nc, rates[0]), k.CanaryCounts.Trials+nc
+				k.BaselineCounts.Events, k.BaselineCounts.Trials = k.BaselineCounts.Events+draw(nb, rates[1]), k.BaselineCounts.Trials+nb
+				if didP(k)*window <= alpha {
+					fails++
+					break
+				}
+			}
+		}
+		rate := float64(fails) / windows
+		t.Logf("canary %.0f%%, others %.0f%%: the floor alone failed %.1f%% of harmless windows", 100*rates[0], 100*rates[1], 100*rate)
+		if rate > 1.5*alpha {
+			t.Errorf("canary %v, others %v: the floor failed %.1f%%, want at most about %.0f%%", rates[0], rates[1], 100*rate, 100*alpha)
+		}
+	}
+	if p := didP(KPI{Bad: Increase, RateOffset: math.NaN()}); p != 1 {
+		t.Errorf("no offset: %v, want 1", p)
+	}
+}

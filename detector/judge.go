@@ -577,16 +577,8 @@ func centredCountsP(kv *KPIVerdict, k KPI, c *Calibration, looks int) {
 	}
 	cb, cc := k.BaselineCounts, k.CanaryCounts
 	z := CountsStatisticOffset(cb, cc, k.Bad, off)
-	floor := 1.0
-	if v := sideVariance(cc, k.CanaryBefore) + sideVariance(cb, k.BaselineBefore); v > 0 && cb.Trials > 0 && cc.Trials > 0 {
-		zf := (cc.Events/cc.Trials - cb.Events/cb.Trials - off) / math.Sqrt(v)
-		floor = 0.5 * math.Erfc(orient(zf, k.Bad)/math.Sqrt2)
-		if k.Bad == Either {
-			floor *= 2
-		}
-	}
 	kv.Looks, kv.Offset = looks, off
-	kv.PValue = math.Max(c.P(z), math.Min(1, floor*float64(looks)))
+	kv.PValue = math.Max(c.P(z), math.Min(1, didP(k)*float64(looks)))
 	if cb.Trials > 0 && cc.Trials > 0 {
 		kv.BaselineLevel = cb.Events/cb.Trials + off
 		kv.CanaryLevel = cc.Events / cc.Trials
@@ -594,6 +586,24 @@ func centredCountsP(kv *KPIVerdict, k KPI, c *Calibration, looks int) {
 		kv.EffectLow, kv.EffectHigh = math.NaN(), math.NaN()
 		kv.setRelative()
 	}
+}
+
+// didP is the one-look p-value of the binomial test of the difference in
+// differences of an events/trials KPI on its canary's own past: z =
+// (p̂_c − p̂_b − RateOffset) / sqrt(V), V the sum of the two sides'
+// sideVariance, oriented; 1 when undefined.
+func didP(k KPI) float64 {
+	cb, cc := k.BaselineCounts, k.CanaryCounts
+	v := sideVariance(cc, k.CanaryBefore) + sideVariance(cb, k.BaselineBefore)
+	if !(v > 0) || !(cb.Trials > 0) || !(cc.Trials > 0) || math.IsNaN(k.RateOffset) {
+		return 1
+	}
+	z := (cc.Events/cc.Trials - cb.Events/cb.Trials - k.RateOffset) / math.Sqrt(v)
+	p := 0.5 * math.Erfc(orient(z, k.Bad)/math.Sqrt2)
+	if k.Bad == Either {
+		p *= 2
+	}
+	return p
 }
 
 // sideVariance is the binomial variance of the difference of a side's

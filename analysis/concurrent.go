@@ -535,7 +535,6 @@ func gatherConcurrentCounts(ctx context.Context, src collector.Source, f *rules.
 	if len(order) == 1 {
 		k.RateOffset = first.own.Offset // exactly the placebos' arithmetic
 	}
-	k.CanaryBefore, k.BaselineBefore = first.own.Before[0], first.own.Before[1]
 	return nil
 }
 

@@ -343,11 +343,11 @@ func TestDidFloor(t *testing.T) {
 				cl.Events, cl.Trials = cl.Events+draw(nc, rates[0]), cl.Trials+nc
 				bl.Events, bl.Trials = bl.Events+draw(nb, rates[1]), bl.Trials+nb
 			}
-			k := KPI{Bad: Increase, RateOffset: RateOffset(cl, bl), CanaryBefore: cl, BaselineBefore: bl}
+			k := KPI{Bad: Increase, RateOffset: RateOffset(cl, bl)}
 			for range window {
 				k.CanaryCounts.Events, k.CanaryCounts.Trials = k.CanaryCounts.Events+draw(nc, rates[0]), k.CanaryCounts.Trials+nc
 				k.BaselineCounts.Events, k.BaselineCounts.Trials = k.BaselineCounts.Events+draw(nb, rates[1]), k.BaselineCounts.Trials+nb
-				if didP(k)*window <= alpha {
+				if didP(k, [2]Counts{cl, bl})*window <= alpha {
 					fails++
 					break
 				}
@@ -359,7 +359,7 @@ func TestDidFloor(t *testing.T) {
 			t.Errorf("canary %v, others %v: the floor failed %.1f%%, want at most about %.0f%%", rates[0], rates[1], 100*rate, 100*alpha)
 		}
 	}
-	if p := didP(KPI{Bad: Increase, RateOffset: math.NaN()}); p != 1 {
+	if p := didP(KPI{Bad: Increase, RateOffset: math.NaN()}, [2]Counts{}); p != 1 {
 		t.Errorf("no offset: %v, want 1", p)
 	}
 }

@@ -578,7 +578,7 @@ func centredCountsP(kv *KPIVerdict, k KPI, c *Calibration, looks int) {
 	cb, cc := k.BaselineCounts, k.CanaryCounts
 	z := CountsStatisticOffset(cb, cc, k.Bad, off)
 	kv.Looks, kv.Offset = looks, off
-	kv.PValue = math.Max(c.P(z), math.Min(1, didP(k)*float64(looks)))
+	kv.PValue = math.Max(c.P(z), math.Min(1, didP(k, c.Before)*float64(looks)))
 	if cb.Trials > 0 && cc.Trials > 0 {
 		kv.BaselineLevel = cb.Events/cb.Trials + off
 		kv.CanaryLevel = cc.Events / cc.Trials
@@ -591,10 +591,11 @@ func centredCountsP(kv *KPIVerdict, k KPI, c *Calibration, looks int) {
 // didP is the one-look p-value of the binomial test of the difference in
 // differences of an events/trials KPI on its canary's own past: z =
 // (p̂_c − p̂_b − RateOffset) / sqrt(V), V the sum of the two sides'
-// sideVariance, oriented; 1 when undefined.
-func didP(k KPI) float64 {
+// sideVariance, before the lookback's counts of the canary's instances
+// and of the others; oriented; 1 when undefined.
+func didP(k KPI, before [2]Counts) float64 {
 	cb, cc := k.BaselineCounts, k.CanaryCounts
-	v := sideVariance(cc, k.CanaryBefore) + sideVariance(cb, k.BaselineBefore)
+	v := sideVariance(cc, before[0]) + sideVariance(cb, before[1])
 	if !(v > 0) || !(cb.Trials > 0) || !(cc.Trials > 0) || math.IsNaN(k.RateOffset) {
 		return 1
 	}

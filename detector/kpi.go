@@ -132,12 +132,10 @@ type KPI struct {
 	// other instances' over the lookback before the deploy (when the
 	// canary's instances change, the canary-trials-weighted mean over the
 	// segments with one set of instances of the others' rate there plus
-	// that set's offset, less the baseline's pooled rate). CanaryBefore
-	// and BaselineBefore are the lookback's counts behind it (of the
-	// first set of instances): the binomial floor's variance counts them.
-	// A NaN RateOffset makes such a KPI inconclusive.
-	RateOffset                   float64
-	CanaryBefore, BaselineBefore Counts
+	// that set's offset, less the baseline's pooled rate). The lookback's
+	// counts behind it are the Calibration's Before. A NaN RateOffset
+	// makes such a KPI inconclusive.
+	RateOffset float64
 
 	// Missing, when set, says why the KPI's data could not be had (the
 	// query failed, returned nothing, or more than one series); the KPI is

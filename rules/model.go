@@ -68,7 +68,9 @@ func (f *File) KPI(name string) *KPI {
 type Analysis struct {
 	Baseline Baseline
 	// Lookback is how much history before the deploy forms the baseline
-	// (BaselineBefore; the other baselines do not use it).
+	// (BaselineBefore), or over which a concurrent canary's offset from
+	// the other instances is measured (BaselineConcurrent with
+	// Selectors.Instance); the other uses ignore it.
 	Lookback time.Duration
 	// Window is how long after the deploy to watch.
 	Window time.Duration

@@ -41,7 +41,7 @@ const MaxSubsets = 32
 // That is what judges a KPI whose canary's instances were not there
 // before the deploy (new pods). A KPI whose canary's instances were there
 // is judged on their own past instead, their offset from the others taken
-// out (ownCalibration, ownCountsCalibration, at the look).
+// out (ownCalibration, at the look).
 func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, placebos int) (Calibrations, error) {
 	a := f.Analysis
 	window := Looks(a)
@@ -114,33 +114,15 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 	subsets := drawSubsets(names, min(size, len(names)-1), id)
 	empty.Subsets = len(subsets)
 	// read returns, for each subset, the history of query with the subset's
-	// matcher added (in: the subset, else the other instances); for events,
-	// none where the query has no series.
+	// matcher added (in: the subset, else the other instances).
 	read := func(query, what string, in, events bool) ([][]float64, error) {
 		out := make([][]float64, len(subsets))
-		for i, s := range subsets {
-			t := labels.MatchRegexp
-			if !in {
-				t = labels.MatchNotRegexp
-			}
-			m, err := labels.NewMatcher(t, label, s)
+		for i, re := range subsets {
+			h, err := historyOf(ctx, src, query, label, re, in, events, step, span, what)
 			if err != nil {
 				return nil, err
 			}
-			iq, err := rules.Inject(query, []*labels.Matcher{m})
-			if err != nil {
-				return nil, err
-			}
-			g, err := onGrid(ctx, src, iq, step, what, span)
-			if errors.Is(err, errNoSeries) && events {
-				// No events series: no event happened (an error counter
-				// created with the first error).
-				g, err = [][]float64{make([]float64, int(span.To.Sub(span.From)/step)+1)}, nil
-			}
-			if err != nil {
-				return nil, err
-			}
-			out[i] = g[0]
+			out[i] = h
 		}
 		return out, nil
 	}
@@ -169,15 +151,9 @@ func calibrateConcurrentKPI(ctx context.Context, src collector.Source, f *rules.
 			return unavailable(err)
 		}
 	}
-	// A step with trials and no events sample has no events, as in the
-	// deploy's own sums.
 	for _, p := range [][2]int{{0, 1}, {2, 3}} {
 		for i := range sides[p[0]] {
-			for j, e := range sides[p[0]][i] {
-				if math.IsNaN(e) && !math.IsNaN(sides[p[1]][i][j]) {
-					sides[p[0]][i][j] = 0
-				}
-			}
+			noEvents(sides[p[0]][i], sides[p[1]][i])
 		}
 	}
 	return detector.CalibrateConcurrentCounts(sides[0], sides[1], sides[2], sides[3], 0, window, kpiSpec(rk).Bad, placebos), nil
@@ -308,17 +284,17 @@ func binomial(n, k int) int {
 // had then (k.Offsets), so that a later group joining changes the
 // offsets of its own steps only. Otherwise (new instances) it is judged
 // against the A/A placebos of k.Calibration, uncentred.
-func gatherConcurrent(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, cq, bq string, step time.Duration,
+func gatherConcurrent(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, cq, bq rules.Queries, step time.Duration,
 	canary Span, cal Calibrations, k *detector.KPI) error {
-	cg, err := onGrid(ctx, src, cq, step, "canary", canary)
+	cg, err := onGrid(ctx, src, cq.Query, step, "canary", canary)
 	if err != nil {
 		return err
 	}
-	bg, err := onGrid(ctx, src, bq, step, "baseline", canary)
+	bg, err := onGrid(ctx, src, bq.Query, step, "baseline", canary)
 	if err != nil {
 		return err
 	}
-	sets, err := instanceSets(ctx, src, cq, f.Selectors.Instance, canary, step)
+	sets, err := instanceSets(ctx, src, cq.Query, f.Selectors.Instance, canary, step)
 	if err != nil {
 		return err
 	}
@@ -357,84 +333,13 @@ func gatherConcurrent(ctx context.Context, src collector.Source, f *rules.File, 
 	return nil
 }
 
-// ownCalibration is the calibration of a continuous KPI on the past of
-// the instances that re (an alternation of their names) matches: they and
-// the other instances are read through the baseline query bq, with
-// instance=~re and instance!~re added, over the history before the
-// deploy, and calibrated with the rule's lookback
-// (detector.CalibrateConcurrent with one subset: each placebo less its own
-// mean difference over the lookback before it), the calibration's Offset
-// their mean difference over the lookback before the deploy. Nil when
-// they have no value in that lookback (new instances); one that says why
-// when the lookback and window are more steps than a calibration reads.
-// Kept in cal under a key of the KPI and the instances, for the next
-// looks. A source that fails as a whole is an error; another failed read
-// gives a calibration that says why.
-func ownCalibration(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, bq, re string, step time.Duration,
-	deployed time.Time, cal Calibrations) (*detector.Calibration, error) {
-	key := rk.Name + "\x00own\x00" + re
-	if c, ok := cal[key]; ok {
-		return c, nil
-	}
-	a := f.Analysis
-	label := f.Selectors.Instance
-	_, placebos := placebosOf(f)
-	lookback, window := int(a.Lookback/a.Step), Looks(a)
-	steps := min(placebos+lookback+window-1, MaxSeasonalHistory)
-	c := detector.Calibration{Lookback: lookback, Window: window, Subsets: 1}
-	keep := func(c *detector.Calibration) (*detector.Calibration, error) {
-		cal[key] = c
-		return c, nil
-	}
-	if lookback+window > steps {
-		c.Unavailable = fmt.Sprintf("lookback and window are %d steps: more than the %d steps of history a calibration reads", lookback+window, steps)
-		return keep(&c)
-	}
-	span := Span{From: deployed.Add(-time.Duration(steps-1) * step), To: deployed}
-	var sides [2][]float64
-	for i, t := range []labels.MatchType{labels.MatchRegexp, labels.MatchNotRegexp} {
-		m, err := labels.NewMatcher(t, label, re)
-		if err == nil {
-			var q string
-			if q, err = rules.Inject(bq, []*labels.Matcher{m}); err == nil {
-				var g [][]float64
-				if g, err = onGrid(ctx, src, q, step, "history of the canary's instances", span); err == nil {
-					sides[i] = g[0]
-				}
-			}
-		}
-		switch {
-		case err == nil:
-		case errors.Is(err, errNoSeries) && i == 0:
-			return keep(nil) // new instances: no past
-		default:
-			if err := lookFailed(ctx, err); err != nil {
-				return nil, err
-			}
-			c.Unavailable = "the canary's instances' past: " + err.Error()
-			return keep(&c)
-		}
-	}
-	d := make([]float64, steps)
-	for j := range d {
-		d[j] = sides[0][j] - sides[1][j]
-	}
-	offset := detector.Offset(d[steps-lookback:])
-	if math.IsNaN(offset) {
-		return keep(nil)
-	}
-	c = detector.CalibrateConcurrent([][]float64{sides[0]}, [][]float64{sides[1]}, lookback, window, kpiSpec(rk).Bad, placebos)
-	c.Offset = offset
-	return keep(&c)
-}
-
 // gatherConcurrentCounts is gatherConcurrent for an events/trials KPI: its
 // canary's and baseline's events and trials on the step grid of the
 // canary span, summed over the steps with counts (a step with trials and
 // no events sample has none, as everywhere), and which instances the
 // canary had at each step (from its trials). When every step's instances
 // with canary trials were there before the deploy, the KPI is judged on
-// their own past (ownCountsCalibration): the calibration of the first
+// their own past (ownCalibration): the calibration of the first
 // such step's instances, and the rate offset of the instances of each
 // step weighted by the canary's trials there (k.RateOffset), its
 // variance the largest of theirs. Otherwise it is judged against the A/A
@@ -493,7 +398,7 @@ func gatherConcurrentCounts(ctx context.Context, src collector.Source, f *rules.
 		re := alternation(sets[j])
 		sg := segs[re]
 		if sg == nil {
-			c, err := ownCountsCalibration(ctx, src, f, rk, bq, re, step, canary.From.Add(-step), cal)
+			c, err := ownCalibration(ctx, src, f, rk, bq, re, step, canary.From.Add(-step), cal)
 			if err != nil || c == nil {
 				return err // a failed source, or new instances: A/A
 			}
@@ -538,54 +443,60 @@ func gatherConcurrentCounts(ctx context.Context, src collector.Source, f *rules.
 	return nil
 }
 
-// ownCountsCalibration is ownCalibration for an events/trials KPI: the
-// events and trials of the instances re matches and of the others over
-// the history before the deploy, calibrated with the rule's lookback
-// (detector.CalibrateConcurrentCounts with one subset), the calibration's
-// Offset the difference of their pooled rates over the lookback before
-// the deploy and OffsetVar its variance. Nil when those instances have no
-// trials in that lookback (new instances). Kept in cal.
-func ownCountsCalibration(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, bq rules.Queries, re string, step time.Duration,
+// ownCalibration is the calibration of a KPI on the past of the instances
+// that re (an alternation of their names) matches: they and the other
+// instances are read through the baseline queries bq, with instance=~re
+// and instance!~re added, over the history before the deploy, and
+// calibrated with the rule's lookback, each placebo less its own offset
+// over the lookback before it (detector.CalibrateConcurrent, or
+// detector.CalibrateConcurrentCounts for an events/trials KPI, with one
+// subset). The calibration's Offset is their offset over the lookback
+// before the deploy: their mean difference from the others, or for an
+// events/trials KPI the difference of their pooled rates (Before the
+// lookback's counts behind it). Nil when they have no value (no trials)
+// in that lookback: new instances. One that says why when the lookback
+// and window are more steps than a calibration reads, or a read failed
+// otherwise than the source as a whole (which is an error). Kept in cal
+// under a key of the KPI and the instances, for the next looks.
+func ownCalibration(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, bq rules.Queries, re string, step time.Duration,
 	deployed time.Time, cal Calibrations) (*detector.Calibration, error) {
 	key := rk.Name + "\x00own\x00" + re
 	if c, ok := cal[key]; ok {
 		return c, nil
 	}
-	a := f.Analysis
-	label := f.Selectors.Instance
-	_, placebos := placebosOf(f)
-	lookback, window := int(a.Lookback/a.Step), Looks(a)
-	steps := min(placebos+lookback+window-1, MaxSeasonalHistory)
-	c := detector.Calibration{Lookback: lookback, Window: window, Subsets: 1, Counts: true}
 	keep := func(c *detector.Calibration) (*detector.Calibration, error) {
 		cal[key] = c
 		return c, nil
 	}
+	a := f.Analysis
+	_, placebos := placebosOf(f)
+	lookback, window := int(a.Lookback/a.Step), Looks(a)
+	steps := min(placebos+lookback+window-1, MaxSeasonalHistory)
+	c := detector.Calibration{Lookback: lookback, Window: window, Subsets: 1, Counts: rk.IsRatio()}
 	if lookback+window > steps {
 		c.Unavailable = fmt.Sprintf("lookback and window are %d steps: more than the %d steps of history a calibration reads", lookback+window, steps)
 		return keep(&c)
 	}
 	span := Span{From: deployed.Add(-time.Duration(steps-1) * step), To: deployed}
-	var sides [4][]float64 // canary events, trials; baseline events, trials
-	for i, x := range []struct {
-		query string
-		t     labels.MatchType
-	}{{bq.Events, labels.MatchRegexp}, {bq.Trials, labels.MatchRegexp}, {bq.Events, labels.MatchNotRegexp}, {bq.Trials, labels.MatchNotRegexp}} {
-		m, err := labels.NewMatcher(x.t, label, re)
-		if err == nil {
-			var q string
-			if q, err = rules.Inject(x.query, []*labels.Matcher{m}); err == nil {
-				var g [][]float64
-				if g, err = onGrid(ctx, src, q, step, "history of the canary's instances", span); err == nil {
-					sides[i] = g[0]
-				}
-			}
-		}
+	// The reads: the instances' and the others' values, or events and
+	// trials. The first read that is not events is the instances' own:
+	// without a series there, they are new.
+	type read struct {
+		query      string
+		in, events bool
+	}
+	reads := []read{{bq.Query, true, false}, {bq.Query, false, false}}
+	if rk.IsRatio() {
+		reads = []read{{bq.Events, true, true}, {bq.Trials, true, false}, {bq.Events, false, true}, {bq.Trials, false, false}}
+	}
+	sides := make([][]float64, len(reads))
+	own := true
+	for i, r := range reads {
+		h, err := historyOf(ctx, src, r.query, f.Selectors.Instance, re, r.in, r.events, step, span, "history of the canary's instances")
 		switch {
 		case err == nil:
-		case errors.Is(err, errNoSeries) && (i == 0 || i == 2):
-			sides[i] = make([]float64, steps) // no events: none
-		case errors.Is(err, errNoSeries) && i == 1:
+			sides[i] = h
+		case errors.Is(err, errNoSeries) && own && !r.events:
 			return keep(nil) // new instances: no past
 		default:
 			if err := lookFailed(ctx, err); err != nil {
@@ -594,15 +505,24 @@ func ownCountsCalibration(ctx context.Context, src collector.Source, f *rules.Fi
 			c.Unavailable = "the canary's instances' past: " + err.Error()
 			return keep(&c)
 		}
+		own = own && r.events
 	}
-	// A step with trials and no events sample has no events.
-	for _, p := range [][2]int{{0, 1}, {2, 3}} {
-		for j, e := range sides[p[0]] {
-			if math.IsNaN(e) && !math.IsNaN(sides[p[1]][j]) {
-				sides[p[0]][j] = 0
-			}
+	bad := kpiSpec(rk).Bad
+	if !rk.IsRatio() {
+		d := make([]float64, steps)
+		for j := range d {
+			d[j] = sides[0][j] - sides[1][j]
 		}
+		offset := detector.Offset(d[steps-lookback:])
+		if math.IsNaN(offset) {
+			return keep(nil)
+		}
+		c = detector.CalibrateConcurrent(sides[:1], sides[1:], lookback, window, bad, placebos)
+		c.Offset = offset
+		return keep(&c)
 	}
+	noEvents(sides[0], sides[1])
+	noEvents(sides[2], sides[3])
 	var cl, bl detector.Counts // the lookback before the deploy
 	for j := steps - lookback; j < steps; j++ {
 		for _, x := range []struct {
@@ -618,8 +538,44 @@ func ownCountsCalibration(ctx context.Context, src collector.Source, f *rules.Fi
 	if math.IsNaN(offset) {
 		return keep(nil)
 	}
-	c = detector.CalibrateConcurrentCounts([][]float64{sides[0]}, [][]float64{sides[1]}, [][]float64{sides[2]}, [][]float64{sides[3]},
-		lookback, window, kpiSpec(rk).Bad, placebos)
+	c = detector.CalibrateConcurrentCounts(sides[0:1], sides[1:2], sides[2:3], sides[3:4], lookback, window, bad, placebos)
 	c.Offset, c.Before = offset, [2]detector.Counts{cl, bl}
 	return keep(&c)
+}
+
+// historyOf reads query on the step grid over span with label=~re added
+// (in), or label!~re: the history of some instances, or of the others.
+// For events (events), a query without a series reads as none at every
+// step: an error counter created with the first error.
+func historyOf(ctx context.Context, src collector.Source, query, label, re string, in, events bool, step time.Duration, span Span, what string) ([]float64, error) {
+	t := labels.MatchRegexp
+	if !in {
+		t = labels.MatchNotRegexp
+	}
+	m, err := labels.NewMatcher(t, label, re)
+	if err != nil {
+		return nil, err
+	}
+	q, err := rules.Inject(query, []*labels.Matcher{m})
+	if err != nil {
+		return nil, err
+	}
+	g, err := onGrid(ctx, src, q, step, what, span)
+	if errors.Is(err, errNoSeries) && events {
+		return make([]float64, int(span.To.Sub(span.From)/step)+1), nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return g[0], nil
+}
+
+// noEvents sets to 0 the events of the steps that have trials and no
+// events sample: none happened, as a deploy's own sums count them.
+func noEvents(events, trials []float64) {
+	for j, e := range events {
+		if math.IsNaN(e) && !math.IsNaN(trials[j]) {
+			events[j] = 0
+		}
+	}
 }

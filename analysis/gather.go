@@ -162,7 +162,7 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 		if c := k.Calibration; c != nil && c.Subsets > 0 {
 			// Concurrent across instances: on the canary's own past when
 			// its instances have one.
-			return gatherConcurrent(ctx, src, f, rk, cq.Query, bq.Query, step, canary, cal, k)
+			return gatherConcurrent(ctx, src, f, rk, cq, bq, step, canary, cal, k)
 		}
 		if c := k.Calibration; c != nil && c.Paired() {
 			k.Canary, k.Baseline, err = paired(ctx, src, cq.Query, bq.Query, step, canary, baseline)

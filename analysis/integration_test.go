@@ -110,13 +110,15 @@ kpis:
 	t.Logf("%d deploys, %d failed, the same through both sources", len(deploys), fails)
 }
 
-// TestRealPrometheusConcurrent: a concurrent KPI calibrated across
-// instances reads the same through a real Prometheus as through the
+// TestRealPrometheusConcurrent: concurrent KPIs calibrated across
+// instances read the same through a real Prometheus as through the
 // embedded store (the instance sets' range query of group by over every
 // selector, the regular-expression matchers on the instance label, the
-// history of each side): same verdicts, looks and p-values, for a
-// harmless canary on a host that runs above the others, the same canary
-// risen by 2 sd, and a new instance.
+// history of each side): same verdicts, looks and p-values. For a
+// continuous KPI: a harmless canary on a host that runs above the others,
+// the same canary risen by 2 sd, and a new instance; for an events/trials
+// KPI: a harmless canary on the instance with the highest error rate, its
+// rate 1.3 times, and a new instance.
 func TestRealPrometheusConcurrent(t *testing.T) {
 	url := promtest.URL(t)
 	ctx := context.Background()
@@ -129,19 +131,43 @@ func TestRealPrometheusConcurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer prom.Close()
+	latency := func(shift float64) []collector.Series {
+		return fleetSeries([]float64{2, -1, 0.5, -2, 1, -0.5}, 500, 12, shift, t0.Add(12*step))
+	}
+	errorRate := func(factor float64) []collector.Series {
+		return countsFleet([]float64{0.013, 0.01, 0.009, 0.011, 0.01}, 400, factor, false)
+	}
+	const latencyRules = "avg(latency{immune_test=%[1]q})"
+	const errorRules = `
+service: checkout
+analysis: {baseline: concurrent, window: 1h, step: 5m, alpha: 0.01}
+selectors:
+  canary: '{version="$version"}'
+  baseline: '{version="$previous_version"}'
+  instance: instance
+kpis:
+  - name: errors
+    events: sum(errors{immune_test=%[1]q})
+    trials: sum(requests{immune_test=%[1]q})
+    bad: increase
+`
 	for i, tc := range []struct {
 		name    string
-		shift   float64
+		series  []collector.Series
+		rules   string // with the run's label for %[1]q
 		renamed bool
 		want    detector.Outcome
 	}{
-		{"harmless", 0, false, detector.Pass},
-		{"risen by 2 sd", 2, false, detector.Fail},
-		{"new instance", 10, true, detector.Fail},
+		{"latency, harmless", latency(0), strings.Replace(concurrentRules, "avg(latency)", latencyRules, 1), false, detector.Pass},
+		{"latency, risen by 2 sd", latency(2), strings.Replace(concurrentRules, "avg(latency)", latencyRules, 1), false, detector.Fail},
+		{"latency, new instance", latency(10), strings.Replace(concurrentRules, "avg(latency)", latencyRules, 1), true, detector.Fail},
+		{"errors, harmless", errorRate(1), errorRules, false, detector.Pass},
+		{"errors, 1.3 times", errorRate(1.3), errorRules, false, detector.Fail},
+		{"errors, new instance", errorRate(1), errorRules, true, detector.Pass},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			run := fmt.Sprintf("concurrent-%s-%d", hex.EncodeToString(b), i)
-			ss := fleetSeries([]float64{2, -1, 0.5, -2, 1, -0.5}, 500, 12, tc.shift, t0.Add(12*step))
+			ss := tc.series
 			for i, s := range ss {
 				s.Labels["immune_test"] = run
 				if tc.renamed && s.Labels["version"] == "v2" {
@@ -161,83 +187,7 @@ func TestRealPrometheusConcurrent(t *testing.T) {
 			if err := promtest.RemoteWrite(ctx, url, ss); err != nil {
 				t.Fatal(err)
 			}
-			rf := parseRules(t, strings.Replace(concurrentRules, "avg(latency)", fmt.Sprintf("avg(latency{immune_test=%q})", run), 1))
-			d := deploy.Deploy{ID: "d1", Time: t0.Add(eraShift), Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
-			want, err := Replay(ctx, embeddedStore, rf, d, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			got, err := Replay(ctx, prom, rf, d, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			w, g := want.Verdict.KPIs[0], got.Verdict.KPIs[0]
-			if want.Verdict.Outcome != tc.want || got.Verdict.Outcome != want.Verdict.Outcome || got.Looks != want.Looks ||
-				math.Abs(g.PValue-w.PValue) > 1e-12 || g.Placebos != w.Placebos || g.Placebos == 0 {
-				t.Errorf("Prometheus %v after %d looks (%s); embedded %v after %d looks (%s); want %v",
-					got.Verdict.Outcome, got.Looks, g.Sentence, want.Verdict.Outcome, want.Looks, w.Sentence, tc.want)
-			}
-			if own := strings.Contains(g.Sentence, "own past"); own == tc.renamed {
-				t.Errorf("judged on the canary's own past: %v, want %v: %s", own, !tc.renamed, g.Sentence)
-			}
-		})
-	}
-}
-
-// TestRealPrometheusConcurrentEventsTrials: TestRealPrometheusConcurrent
-// for an events/trials KPI: a harmless canary on the instance with the
-// highest error rate, its rate 1.3 times, and a new instance.
-func TestRealPrometheusConcurrentEventsTrials(t *testing.T) {
-	url := promtest.URL(t)
-	ctx := context.Background()
-	b := make([]byte, 6)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatal(err)
-	}
-	prom, err := remote.New(remote.Options{URL: url})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer prom.Close()
-	for i, tc := range []struct {
-		name    string
-		factor  float64
-		renamed bool
-		want    detector.Outcome
-	}{
-		{"harmless", 1, false, detector.Pass},
-		{"1.3 times", 1.3, false, detector.Fail},
-		{"new instance", 1, true, detector.Pass},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			run := fmt.Sprintf("concurrent-counts-%s-%d", hex.EncodeToString(b), i)
-			ss := countsFleet([]float64{0.013, 0.01, 0.009, 0.011, 0.01}, 400, tc.factor, tc.renamed)
-			for i, s := range ss {
-				s.Labels["immune_test"] = run
-				if s.Labels["instance"] == "host-0:8080" && s.Labels["version"] == "v1" {
-					// Ended with a staleness marker, as a scrape ends it
-					// (see TestRealPrometheusConcurrent).
-					ss[i].Samples = append(s.Samples, collector.Sample{T: t0.Add(time.Second), V: math.Float64frombits(value.StaleNaN)})
-				}
-			}
-			ss = oldEra(ss)
-			embeddedStore := store(t, ss...)
-			if err := promtest.RemoteWrite(ctx, url, ss); err != nil {
-				t.Fatal(err)
-			}
-			rf := parseRules(t, fmt.Sprintf(`
-service: checkout
-analysis: {baseline: concurrent, window: 1h, step: 5m, alpha: 0.01}
-selectors:
-  canary: '{version="$version"}'
-  baseline: '{version="$previous_version"}'
-  instance: instance
-kpis:
-  - name: errors
-    events: sum(errors{immune_test=%q})
-    trials: sum(requests{immune_test=%q})
-    bad: increase
-`, run, run))
+			rf := parseRules(t, fmt.Sprintf(tc.rules, run))
 			d := deploy.Deploy{ID: "d1", Time: t0.Add(eraShift), Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
 			want, err := Replay(ctx, embeddedStore, rf, d, nil)
 			if err != nil {

@@ -402,16 +402,11 @@ func (u *unit) runConcurrent(ctx context.Context) ([]record, error) {
 	if len(cps) == 0 {
 		return out, nil
 	}
-	var ss []collector.Series
-	for i := range cps {
-		ss = append(ss, cps[i].storeSeries()...)
-	}
-	store, err := storeOf(ctx, ss)
+	store, err := storeOf(ctx, len(cps), func(i int) []collector.Series { return cps[i].storeSeries() })
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	ss = nil // the store holds them: let the copies' samples go
 	for i := range cps {
 		c := &cps[i]
 		for _, j := range []struct {

@@ -251,16 +251,11 @@ func (u *unit) runCounts(ctx context.Context) ([]record, error) {
 	if len(cps) == 0 {
 		return nil, nil
 	}
-	var ss []collector.Series
-	for i := range cps {
-		ss = append(ss, cps[i].storeSeries()...)
-	}
-	store, err := storeOf(ctx, ss)
+	store, err := storeOf(ctx, len(cps), func(i int) []collector.Series { return cps[i].storeSeries() })
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	ss = nil // the store holds them: let the copies' samples go
 	var out []record
 	for i := range cps {
 		c := &cps[i]

@@ -262,16 +262,11 @@ func (u *unit) run(ctx context.Context) ([]record, error) {
 	if len(cps) == 0 {
 		return out, nil
 	}
-	ss := make([]collector.Series, len(cps))
-	for i := range cps {
-		ss[i] = cps[i].storeSeries()
-	}
-	store, err := storeOf(ctx, ss)
+	store, err := storeOf(ctx, len(cps), func(i int) []collector.Series { return []collector.Series{cps[i].storeSeries()} })
 	if err != nil {
 		return nil, err
 	}
 	defer store.Close()
-	ss = nil // the store holds them: let the copies' samples go
 	for i := range cps {
 		c := &cps[i]
 		r, err := judgeImmune(ctx, store, c, u.Params)
@@ -348,9 +343,14 @@ feed:
 	return out, nil
 }
 
-// storeOf opens an embedded store holding the series: one unit's copies.
-// The caller closes it.
-func storeOf(ctx context.Context, ss []collector.Series) (*embedded.Store, error) {
+// storeOf opens an embedded store holding the series of a unit's n
+// copies, series(i) those of copy i. The caller closes it; the series
+// are not kept once written.
+func storeOf(ctx context.Context, n int, series func(i int) []collector.Series) (*embedded.Store, error) {
+	var ss []collector.Series
+	for i := range n {
+		ss = append(ss, series(i)...)
+	}
 	store, err := embedded.Open(embedded.Options{})
 	if err != nil {
 		return nil, err

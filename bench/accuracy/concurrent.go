@@ -426,13 +426,7 @@ func (u *unit) runConcurrent(ctx context.Context) ([]record, error) {
 		if kv.Fail {
 			kv.Delay = p.W // one look, at the end of the window
 		}
-		r := c.record(detKayenta)
-		r.Verdict = detector.Pass.String()
-		if kv.Fail {
-			r.Verdict = detector.Fail.String()
-			r.Delay = &kv.Delay
-		}
-		out = append(out, r)
+		out = append(out, withVerdict(c.record(detKayenta), kv))
 	}
 	return out, nil
 }

@@ -267,14 +267,7 @@ func (u *unit) runCounts(ctx context.Context) ([]record, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.ID, err)
 		}
-		b := c.record(detBinomial)
-		b.Verdict = detector.Pass.String()
-		if ref.Fail {
-			b.Verdict = detector.Fail.String()
-			k := ref.Delay
-			b.Delay = &k
-		}
-		out = append(out, r, b)
+		out = append(out, r, withVerdict(c.record(detBinomial), ref))
 	}
 	return out, nil
 }

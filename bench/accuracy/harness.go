@@ -238,8 +238,11 @@ func (c *benchCopy) record(det string) record {
 }
 
 // refRecord turns a reference verdict into a record.
-func refRecord(c *benchCopy, det string, v refVerdict) record {
-	r := c.record(det)
+func refRecord(c *benchCopy, det string, v refVerdict) record { return withVerdict(c.record(det), v) }
+
+// withVerdict is r with a reference detector's verdict: pass, or fail
+// with its delay.
+func withVerdict(r record, v refVerdict) record {
 	r.Verdict = detector.Pass.String()
 	if v.Fail {
 		r.Verdict = detector.Fail.String()

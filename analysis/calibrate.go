@@ -30,9 +30,9 @@ type Calibrations map[string]*detector.Calibration
 // trials of each step). With a `seasonal` baseline (a season that is a
 // whole number of steps) the placebos are compared with their own earlier
 // seasons (detector.CalibrateSeasonal, detector.CalibrateSeasonalCounts).
-// With a `concurrent` baseline and selectors.instance, the placebos are
-// A/A comparisons among the instances before the deploy
-// (calibrateConcurrent). Only data before the deploy is read.
+// A `concurrent` KPI with selectors.instance gets none here: it is
+// calibrated at the looks, once its canary's instances are known
+// (gatherConcurrent). Only data before the deploy is read.
 //
 // A KPI whose history cannot be read (no series, say) gets an empty
 // calibration, and so is inconclusive for too little history, like one
@@ -76,7 +76,9 @@ func Calibrate(ctx context.Context, src collector.Source, f *rules.File, d deplo
 			return detector.CalibrateSeasonalCounts(e, t, season, a.Seasons, window, bad, placebos)
 		}
 	case a.Baseline == rules.BaselineConcurrent && f.Selectors != nil && f.Selectors.Instance != "":
-		return calibrateConcurrent(ctx, src, f, d, placebos)
+		// Calibrated at the looks, on the canary's instances once they
+		// are known (gatherConcurrent).
+		return cal, nil
 	case a.Baseline == rules.BaselineBefore:
 		lookback := int(a.Lookback / a.Step)
 		steps = detector.Calibration{Lookback: lookback, Window: window}.HistoryFor(placebos)

@@ -26,24 +26,44 @@ import (
 // by the deploy's id, so that a restart calibrates alike).
 const MaxSubsets = 32
 
-// calibrateConcurrent calibrates the KPIs of a rule file with a
-// concurrent baseline and selectors.instance, before the deploy: A/A
-// placebos among the instances the baseline selectors found in the
-// history (detector.CalibrateConcurrent without a lookback,
-// detector.CalibrateConcurrentCounts). The pseudo-canary is a subset of
-// as many instances as the deploy's first rollout group (one when the
-// deploy does not say): the smallest canary the deploy will have, and the
-// noisiest, so the calibration is never looser for the larger canaries of
-// later groups. Each subset and the other instances are read through the
-// baseline selectors with instance=~"<subset>" and instance!~"<subset>"
-// added.
-//
-// That is what judges a KPI whose canary's instances were not there
-// before the deploy (new pods). A KPI whose canary's instances were there
-// is judged on their own past instead, their offset from the others taken
-// out (ownCalibration, at the look).
-func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, placebos int) (Calibrations, error) {
+// acrossInstances reports whether KPI rk of f is calibrated across
+// instances: a concurrent baseline with selectors.instance, and a KPI
+// the placebos measure (Mann-Whitney, or an events/trials KPI's
+// two-proportion test; Welch and KS keep their test's p-value times the
+// looks).
+func acrossInstances(f *rules.File, rk *rules.KPI) bool {
+	if f.Analysis.Baseline != rules.BaselineConcurrent || f.Selectors == nil || f.Selectors.Instance == "" {
+		return false
+	}
+	switch rk.ResolvedTest() {
+	case rules.MannWhitneyTest:
+		return !rk.IsRatio()
+	case rules.ProportionTest:
+		return rk.IsRatio()
+	}
+	return false
+}
+
+// aaCalibration is the calibration of KPI rk on A/A comparisons among the
+// instances the baseline selectors found in the history before deploy d
+// (detector.CalibrateConcurrent without a lookback,
+// detector.CalibrateConcurrentCounts): what judges a canary whose
+// instances were not there before the deploy (new pods). The
+// pseudo-canary is a subset of as many instances as the deploy's first
+// rollout group (one when the deploy does not say): the smallest canary
+// the deploy will have, and the noisiest, so the calibration is never
+// looser for the larger canaries of later groups. Each subset and the
+// other instances are read through the baseline selectors with
+// instance=~"<subset>" and instance!~"<subset>" added. Made at the first
+// look that needs it, and kept in cal for the next ones. Only data
+// before the deploy is read.
+func aaCalibration(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, d deploy.Deploy, cal Calibrations) (*detector.Calibration, error) {
+	key := rk.Name + "\x00aa"
+	if c, ok := cal[key]; ok {
+		return c, nil
+	}
 	a := f.Analysis
+	_, placebos := placebosOf(f)
 	window := Looks(a)
 	steps := min(placebos+window-1, MaxSeasonalHistory)
 	span := Span{From: d.Time.Add(-time.Duration(steps-1) * a.Step), To: d.Time}
@@ -51,29 +71,12 @@ func calibrateConcurrent(ctx context.Context, src collector.Source, f *rules.Fil
 	if len(d.Groups) > 0 && d.Groups[0] > 0 {
 		size = d.Groups[0]
 	}
-	vars := varsOf(d)
-	cal := Calibrations{}
-	for i := range f.KPIs {
-		rk := &f.KPIs[i]
-		switch rk.ResolvedTest() {
-		case rules.MannWhitneyTest:
-			if rk.IsRatio() {
-				continue
-			}
-		case rules.ProportionTest:
-			if !rk.IsRatio() {
-				continue
-			}
-		default:
-			continue // Welch and KS keep their test's p-value times the looks
-		}
-		c, err := calibrateConcurrentKPI(ctx, src, f, rk, vars, d.ID, a.Step, span, size, window, placebos)
-		if err != nil {
-			return nil, err
-		}
-		cal[rk.Name] = &c
+	c, err := calibrateConcurrentKPI(ctx, src, f, rk, varsOf(d), d.ID, a.Step, span, size, window, placebos)
+	if err != nil {
+		return nil, err
 	}
-	return cal, nil
+	cal[key] = &c
+	return &c, nil
 }
 
 // calibrateConcurrentKPI calibrates one KPI: it finds the instances of the
@@ -284,8 +287,8 @@ func binomial(n, k int) int {
 // had then (k.Offsets), so that a later group joining changes the
 // offsets of its own steps only. Otherwise (new instances) it is judged
 // against the A/A placebos of k.Calibration, uncentred.
-func gatherConcurrent(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, cq, bq rules.Queries, step time.Duration,
-	canary Span, cal Calibrations, k *detector.KPI) error {
+func gatherConcurrent(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, d deploy.Deploy, cq, bq rules.Queries, step time.Duration,
+	canary Span, cal Calibrations, k *detector.KPI) (err error) {
 	cg, err := onGrid(ctx, src, cq.Query, step, "canary", canary)
 	if err != nil {
 		return err
@@ -314,11 +317,18 @@ func gatherConcurrent(ctx context.Context, src collector.Source, f *rules.File, 
 	)
 	for _, j := range keep {
 		if len(sets[j]) == 0 {
-			return nil // instances not known at a step: A/A
+			// Instances not known at a step: A/A comparisons.
+			k.Calibration, err = aaCalibration(ctx, src, f, rk, d, cal)
+			return err
 		}
-		c, err := ownCalibration(ctx, src, f, rk, bq, alternation(sets[j]), step, canary.From.Add(-step), cal)
-		if err != nil || c == nil {
-			return err // a failed source, or new instances: A/A
+		c, err := ownCalibration(ctx, src, f, rk, bq, alternation(sets[j]), step, d.Time, cal)
+		if err != nil {
+			return err
+		}
+		if c == nil {
+			// New instances: A/A comparisons.
+			k.Calibration, err = aaCalibration(ctx, src, f, rk, d, cal)
+			return err
 		}
 		if c.Unavailable != "" {
 			k.Calibration = c // inconclusive, with why
@@ -344,8 +354,8 @@ func gatherConcurrent(ctx context.Context, src collector.Source, f *rules.File, 
 // step weighted by the canary's trials there (k.RateOffset), its
 // variance the largest of theirs. Otherwise it is judged against the A/A
 // placebos of k.Calibration.
-func gatherConcurrentCounts(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, cq, bq rules.Queries, step time.Duration,
-	canary Span, cal Calibrations, k *detector.KPI) error {
+func gatherConcurrentCounts(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, d deploy.Deploy, cq, bq rules.Queries, step time.Duration,
+	canary Span, cal Calibrations, k *detector.KPI) (err error) {
 	var g [4][]float64
 	for i, x := range []struct{ query, what string }{
 		{cq.Events, "canary events"}, {cq.Trials, "canary trials"}, {bq.Events, "baseline events"}, {bq.Trials, "baseline trials"},
@@ -391,16 +401,23 @@ func gatherConcurrentCounts(ctx context.Context, src collector.Source, f *rules.
 	}
 	segs := map[string]*segment{}
 	var order []*segment // in order of first appearance: sums in a fixed order
+	aa := func() error {
+		k.Calibration, err = aaCalibration(ctx, src, f, rk, d, cal)
+		return err
+	}
 	for _, j := range steps {
 		if len(sets[j]) == 0 {
-			return nil // instances not known at a step: A/A
+			return aa() // instances not known at a step
 		}
 		re := alternation(sets[j])
 		sg := segs[re]
 		if sg == nil {
-			c, err := ownCalibration(ctx, src, f, rk, bq, re, step, canary.From.Add(-step), cal)
-			if err != nil || c == nil {
-				return err // a failed source, or new instances: A/A
+			c, err := ownCalibration(ctx, src, f, rk, bq, re, step, d.Time, cal)
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				return aa() // new instances
 			}
 			if c.Unavailable != "" {
 				k.Calibration = c // inconclusive, with why
@@ -419,7 +436,7 @@ func gatherConcurrentCounts(ctx context.Context, src collector.Source, f *rules.
 		}
 	}
 	if len(order) == 0 || !(k.BaselineCounts.Trials > 0) {
-		return nil
+		return aa() // no step to centre: judged as A/A comparisons are
 	}
 	first := order[0]
 	// Where the canary's rate would be had nothing changed: in each

@@ -68,18 +68,18 @@ func Spans(a rules.Analysis, deployed, at time.Time) (canary Span, baseline []Sp
 //
 // cal holds the calibrations of the KPIs (Calibrate), by name; a KPI
 // without one is judged with its test's p-value alone. A concurrent KPI
-// calibrated across instances is judged on its canary's own instances'
-// past when they have one (ownCalibration, kept in cal for the next
+// calibrated across instances is calibrated here, on its canary's own
+// instances' past when they have one, else on A/A comparisons among the
+// instances (ownCalibration, aaCalibration; kept in cal for the next
 // looks).
 func Gather(ctx context.Context, src collector.Source, f *rules.File, d deploy.Deploy, at time.Time, cal Calibrations) ([]detector.KPI, error) {
 	canary, baseline := Spans(f.Analysis, d.Time, at)
-	vars := varsOf(d)
 	kpis := make([]detector.KPI, 0, len(f.KPIs))
 	for i := range f.KPIs {
 		rk := &f.KPIs[i]
 		k := kpiSpec(rk)
 		k.Calibration = cal[rk.Name]
-		err := gatherKPI(ctx, src, f, rk, vars, f.Analysis.Step, canary, baseline, &k, cal)
+		err := gatherKPI(ctx, src, f, rk, d, f.Analysis.Step, canary, baseline, &k, cal)
 		if err != nil {
 			if err := lookFailed(ctx, err); err != nil {
 				return nil, err
@@ -145,11 +145,12 @@ func kpiSpec(rk *rules.KPI) detector.KPI {
 	return k
 }
 
-func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, vars rules.Vars,
+func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rules.KPI, d deploy.Deploy,
 	step time.Duration, canary Span, baseline []Span, k *detector.KPI, cal Calibrations) error {
 	if canary.To.Before(canary.From) {
 		return errors.New("no canary data yet: the first evaluation is one step after the deploy")
 	}
+	vars := varsOf(d)
 	cq, err := f.Queries(rk, rules.RoleCanary, vars)
 	if err != nil {
 		return err
@@ -158,12 +159,15 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 	if err != nil {
 		return err
 	}
-	if !rk.IsRatio() {
-		if c := k.Calibration; c != nil && c.Subsets > 0 {
-			// Concurrent across instances: on the canary's own past when
-			// its instances have one.
-			return gatherConcurrent(ctx, src, f, rk, cq, bq, step, canary, cal, k)
+	if acrossInstances(f, rk) {
+		// Concurrent, calibrated across instances: on the canary's own
+		// past when its instances have one, else on A/A comparisons.
+		if rk.IsRatio() {
+			return gatherConcurrentCounts(ctx, src, f, rk, d, cq, bq, step, canary, cal, k)
 		}
+		return gatherConcurrent(ctx, src, f, rk, d, cq, bq, step, canary, cal, k)
+	}
+	if !rk.IsRatio() {
 		if c := k.Calibration; c != nil && c.Paired() {
 			k.Canary, k.Baseline, err = paired(ctx, src, cq.Query, bq.Query, step, canary, baseline)
 			return err
@@ -173,11 +177,6 @@ func gatherKPI(ctx context.Context, src collector.Source, f *rules.File, rk *rul
 		}
 		k.Baseline, err = values(ctx, src, bq.Query, step, "baseline", baseline...)
 		return err
-	}
-	if c := k.Calibration; c != nil && c.Subsets > 0 && c.Counts {
-		// Concurrent across instances: on the canary's own past when its
-		// instances have one.
-		return gatherConcurrentCounts(ctx, src, f, rk, cq, bq, step, canary, cal, k)
 	}
 	for _, side := range []struct {
 		name   string

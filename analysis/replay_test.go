@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -840,17 +839,21 @@ func TestNoLookAheadConcurrent(t *testing.T) {
 	offsets := []float64{1, -1, 0.5, -0.5, 0}
 	d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
 	all := store(t, fleetSeries(offsets, 400, 12, 3, t0.Add(12*step))...)
-	want, err := Calibrate(context.Background(), all, f, d)
+	// The A/A calibration (made at a look, from the history before the
+	// deploy).
+	want, got := Calibrations{}, Calibrations{}
+	w, err := aaCalibration(context.Background(), all, f, &f.KPIs[0], d, want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := Calibrate(context.Background(), store(t, fleetSeries(offsets, 400, 12, 3, t0)...), f, d)
+	g, err := aaCalibration(context.Background(), store(t, fleetSeries(offsets, 400, 12, 3, t0)...), f, &f.KPIs[0], d, got)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if w, g := want["latency"], got["latency"]; g.N() == 0 || g.Subsets != len(offsets) || !slices.Equal(w.Maxima, g.Maxima) || w.DiffScale != g.DiffScale {
+	if g.N() == 0 || g.Subsets != len(offsets) || !slices.Equal(w.Maxima, g.Maxima) || w.DiffScale != g.DiffScale {
 		t.Fatalf("calibration up to the deploy: %d placebos over %d subsets; with all data: %d", g.N(), g.Subsets, w.N())
 	}
+	// Each look, with its own past calibrated at the look.
 	for _, look := range []int{1, 2, 5, 12} {
 		at := t0.Add(time.Duration(look) * step)
 		wantV, err := JudgeAt(context.Background(), all, f, d, at, want)
@@ -881,20 +884,20 @@ func TestConcurrentSubsets(t *testing.T) {
 		subsets int
 	}{{[]int{2, 5}, 21}, {nil, 7}, {[]int{0}, 7}, {[]int{3}, MaxSubsets}, {[]int{9}, 7}} {
 		d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: tc.groups}
-		cal, err := Calibrate(context.Background(), src, f, d)
+		c, err := aaCalibration(context.Background(), src, f, &f.KPIs[0], d, Calibrations{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c := cal["latency"]; c.Subsets != tc.subsets || c.N() == 0 {
+		if c.Subsets != tc.subsets || c.N() == 0 {
 			t.Errorf("groups %v: %d placebos over %d subsets, want some over %d", tc.groups, c.N(), c.Subsets, tc.subsets)
 		}
 	}
 	one := store(t, fleetSeries(offsets[:1], 300, 12, 0, t0)...)
-	cal, err := Calibrate(context.Background(), one, f, deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1"})
+	c, err := aaCalibration(context.Background(), one, f, &f.KPIs[0], deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1"}, Calibrations{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c := cal["latency"]; !strings.Contains(c.Unavailable, "1 instance(s) under label instance") {
+	if !strings.Contains(c.Unavailable, "1 instance(s) under label instance") {
 		t.Errorf("one instance: %q, want it to say there is one instance", c.Unavailable)
 	}
 }
@@ -984,9 +987,10 @@ kpis:
 	}
 }
 
-// BenchmarkCalibrateConcurrent: a concurrent KPI's calibration from the
-// embedded store, a fleet of 8 instances with 2 100 steps of history: the
-// instances found, 8 subsets and the rest read over 2 023 steps each.
+// BenchmarkCalibrateConcurrent: a concurrent KPI's A/A calibration (for
+// a canary of new instances) from the embedded store, a fleet of 8
+// instances with 2 100 steps of history: the instances found, 8 subsets
+// and the rest read over 2 023 steps each.
 func BenchmarkCalibrateConcurrent(b *testing.B) {
 	f, errs := rules.Parse("bench.yaml", []byte(concurrentRules))
 	if len(errs) > 0 {
@@ -995,9 +999,9 @@ func BenchmarkCalibrateConcurrent(b *testing.B) {
 	src := store(b, fleetSeries([]float64{1, -1, 0.5, -0.5, 0, 2, -2, 0.2}, 2100, 12, 0, t0)...)
 	d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
 	for b.Loop() {
-		cal, err := Calibrate(context.Background(), src, f, d)
-		if err != nil || cal["latency"].N() == 0 {
-			b.Fatal(err, cal["latency"].N())
+		c, err := aaCalibration(context.Background(), src, f, &f.KPIs[0], d, Calibrations{})
+		if err != nil || c.N() == 0 {
+			b.Fatal(err, c.N())
 		}
 	}
 }
@@ -1013,13 +1017,8 @@ func BenchmarkOwnCalibration(b *testing.B) {
 	}
 	src := store(b, fleetSeries([]float64{1, -1, 0.5, -0.5, 0, 2, -2, 0.2}, 2100, 12, 0, t0.Add(12*step))...)
 	d := deploy.Deploy{ID: "d1", Time: t0, Version: "v2", PreviousVersion: "v1", Groups: []int{1}}
-	pooled, err := Calibrate(context.Background(), src, f, d)
-	if err != nil {
-		b.Fatal(err)
-	}
 	for b.Loop() {
-		cal := maps.Clone(pooled)
-		v, err := JudgeAt(context.Background(), src, f, d, t0.Add(step), cal)
+		v, err := JudgeAt(context.Background(), src, f, d, t0.Add(step), Calibrations{})
 		if err != nil || !strings.Contains(v.KPIs[0].Sentence, "own past") {
 			b.Fatal(err, v.KPIs[0].Sentence)
 		}

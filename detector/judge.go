@@ -538,13 +538,6 @@ func quoteList(names []string) string { return strings.Join(names, ", ") }
 // autocorrelated, and the placebos, not a formula, say how far they
 // stray.
 func centredLevels(kv *KPIVerdict, k KPI, offset float64) {
-	mean := func(xs []float64) float64 {
-		s := 0.0
-		for _, x := range xs {
-			s += x
-		}
-		return s / float64(len(xs))
-	}
 	if len(k.Canary) == 0 || len(k.Canary) != len(k.Baseline) {
 		return
 	}
